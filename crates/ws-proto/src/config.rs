@@ -1,0 +1,132 @@
+//! Limits and timers. Every field has a safe default; each documents its unit and the attack it
+//! prevents (the rows of the project's security table are named in brackets).
+
+use std::time::Duration;
+
+/// Configuration of one WebSocket connection, both for the handshake and for the frames after it.
+///
+/// Built with [`Config::default`] and the `with_*` setters (the struct is `#[non_exhaustive]`, so
+/// new limits can be added without breaking callers):
+///
+/// ```
+/// use switchboard_ws_proto::Config;
+/// let cfg = Config::default().with_max_message_size(1 << 20).with_ping_interval(None);
+/// assert_eq!(cfg.max_message_size, 1 << 20);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest frame payload accepted, in bytes. Default 16 MiB.
+    /// Checked as soon as a frame header is read, before any payload is buffered, and the
+    /// declared length is never pre-allocated: a peer cannot make us reserve memory it has not
+    /// sent [F10, F11, F12]. Exceeded → close 1009.
+    pub max_frame_size: usize,
+    /// Largest message accepted, in bytes, after reassembly and after decompression.
+    /// Default 16 MiB. Checked against the running total as each frame header arrives
+    /// [F13, D1, D2]. Exceeded → close 1009.
+    pub max_message_size: usize,
+    /// Most frames one message may be split into, empty continuations included. Default 4096.
+    /// Bounds the per-fragment work of tiny-fragment floods [F14, F15]. Exceeded → close 1008.
+    pub max_fragments: usize,
+    /// Longest time a fragmented message may stay open. Default 60 s; `None` disables it.
+    /// Stops a peer from holding a partial message (and its memory) forever with a trickle of
+    /// fragments [F15]. Exceeded → close 1008.
+    pub message_timeout: Option<Duration>,
+    /// How long to wait for the peer's Close after sending ours (and, on the client, for the
+    /// server to close TCP after the handshake). Default 5 s. Then the TCP connection is
+    /// dropped [F18].
+    pub close_timeout: Duration,
+    /// Interval of keepalive pings. Default 30 s; `None` disables them.
+    /// Detects half-open TCP connections that would otherwise hold resources forever [R3].
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for a pong (or any frame) after a keepalive ping before failing the
+    /// connection with 1011. Default 30 s.
+    pub pong_timeout: Duration,
+    /// Deadline for the opening handshake, from TCP accept (or connect) to the 101 response.
+    /// Default 10 s. Enforced by the I/O layer; stops slowloris upgrades [H3, T1].
+    pub handshake_timeout: Duration,
+    /// Longest HTTP request or status line, in bytes. Default 8 KiB. Exceeded → 414 [H1].
+    pub max_request_line: usize,
+    /// Longest HTTP header line, in bytes. Default 8 KiB. Exceeded → 431 [H1].
+    pub max_header_line: usize,
+    /// Largest HTTP head (request line plus headers), in bytes. Default 64 KiB.
+    /// Exceeded → 431 [H1].
+    pub max_header_bytes: usize,
+    /// Most HTTP headers in the handshake. Default 100. Exceeded → 431 [H2].
+    pub max_headers: usize,
+    /// High-water mark of the outgoing buffer, in bytes. Default 16 MiB (plus one message).
+    /// Sends wait (or `try_send` returns the message) while the buffered amount is above it;
+    /// data is never dropped silently. Bounds the memory a peer that stops reading can cost
+    /// [R1, F19].
+    pub max_write_buffer: usize,
+    /// Size of each read from the socket, in bytes. Default 8 KiB. The read buffer grows by at
+    /// most this much beyond what is pending, so memory tracks bytes actually received [F11].
+    pub read_chunk_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            max_fragments: 4096,
+            message_timeout: Some(Duration::from_secs(60)),
+            close_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_request_line: 8 << 10,
+            max_header_line: 8 << 10,
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+            max_write_buffer: 16 << 20,
+            read_chunk_size: 8 << 10,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$m:meta])* $name:ident: $field:ident: $ty:ty;)*) => {
+        impl Config {
+            $(
+                $(#[$m])*
+                #[must_use]
+                pub fn $name(mut self, v: $ty) -> Self {
+                    self.$field = v;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`Config::max_frame_size`].
+    with_max_frame_size: max_frame_size: usize;
+    /// Sets [`Config::max_message_size`].
+    with_max_message_size: max_message_size: usize;
+    /// Sets [`Config::max_fragments`].
+    with_max_fragments: max_fragments: usize;
+    /// Sets [`Config::message_timeout`].
+    with_message_timeout: message_timeout: Option<Duration>;
+    /// Sets [`Config::close_timeout`].
+    with_close_timeout: close_timeout: Duration;
+    /// Sets [`Config::ping_interval`].
+    with_ping_interval: ping_interval: Option<Duration>;
+    /// Sets [`Config::pong_timeout`].
+    with_pong_timeout: pong_timeout: Duration;
+    /// Sets [`Config::handshake_timeout`].
+    with_handshake_timeout: handshake_timeout: Duration;
+    /// Sets [`Config::max_request_line`].
+    with_max_request_line: max_request_line: usize;
+    /// Sets [`Config::max_header_line`].
+    with_max_header_line: max_header_line: usize;
+    /// Sets [`Config::max_header_bytes`].
+    with_max_header_bytes: max_header_bytes: usize;
+    /// Sets [`Config::max_headers`].
+    with_max_headers: max_headers: usize;
+    /// Sets [`Config::max_write_buffer`].
+    with_max_write_buffer: max_write_buffer: usize;
+    /// Sets [`Config::read_chunk_size`].
+    with_read_chunk_size: read_chunk_size: usize;
+}
