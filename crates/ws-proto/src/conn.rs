@@ -27,6 +27,9 @@ pub enum Role {
 /// (the I/O layer adds `Connecting` for the handshake).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadyState {
+    /// The opening handshake is under way. A [`Connection`] starts after the handshake, so it
+    /// never reports this; the I/O layer does while it connects.
+    Connecting,
     /// Messages flow both ways.
     Open,
     /// A Close frame was sent or received; the closing handshake is under way.

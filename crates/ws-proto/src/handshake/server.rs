@@ -35,8 +35,8 @@ fn single<'a>(h: &'a HeaderMap, name: &header::HeaderName) -> Result<Option<&'a 
 /// The order of checks fixes which status a request with several faults gets: method (405),
 /// HTTP version (400), Host (400), Upgrade (426 when absent, 400 when wrong), Connection (400),
 /// version (426), key (400), subprotocols (400), Origin (403).
-pub fn validate_request(
-    req: &Request<()>,
+pub fn validate_request<B>(
+    req: &Request<B>,
     origins: &OriginPolicy,
 ) -> Result<UpgradeRequest, HandshakeError> {
     if req.method() != Method::GET {

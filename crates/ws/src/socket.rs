@@ -1,0 +1,536 @@
+//! `WebSocket<S>`: the sans-IO [`Connection`] driven over any `AsyncRead + AsyncWrite`.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Connection, Message, OpCode, ReadyState, Role};
+
+use crate::error::Error;
+
+/// Read and write buffers above this capacity are released once empty, so one large message
+/// does not pin memory for the rest of a long-lived connection.
+const SHRINK_ABOVE: usize = 64 << 10;
+
+/// What the handshake settled, kept for the application.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Info {
+    pub(crate) url: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) extensions: Option<String>,
+}
+
+/// Wakes both halves of a split socket when the transport becomes writable: both may write
+/// (the reader flushes owed pongs), and a transport keeps only the latest write waker.
+#[derive(Default)]
+struct WriteWakers {
+    slots: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Wake for WriteWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let taken = {
+            let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            [g[0].take(), g[1].take()]
+        };
+        for w in taken.into_iter().flatten() {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Reader = 0,
+    Writer = 1,
+}
+
+/// The connection state, owned by one `WebSocket` or shared by its two halves.
+pub(crate) struct Inner<S> {
+    io: S,
+    proto: Connection,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    sleep: Option<Pin<Box<Sleep>>>,
+    sleep_at: Option<Instant>,
+    read_eof: bool,
+    finished: bool,
+    info: Info,
+    wakers: Option<Arc<WriteWakers>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
+    /// Runs `f` with a context whose waker also reaches the other half when split.
+    fn with_write_cx<R>(&mut self, cx: &mut Context<'_>, side: Side, f: impl FnOnce(&mut Self, &mut Context<'_>) -> R) -> R {
+        match self.wakers.clone() {
+            None => f(self, cx),
+            Some(w) => {
+                {
+                    let mut g = w.slots.lock().unwrap_or_else(|p| p.into_inner());
+                    g[side as usize] = Some(cx.waker().clone());
+                }
+                let waker = Waker::from(w);
+                let mut cx2 = Context::from_waker(&waker);
+                f(self, &mut cx2)
+            }
+        }
+    }
+
+    /// Writes out the whole write buffer and flushes the transport.
+    fn poll_flush_wbuf(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<()>> {
+        self.with_write_cx(cx, side, |this, cx| {
+            while !this.wbuf.is_empty() {
+                let n = ready!(Pin::new(&mut this.io).poll_write(cx, &this.wbuf))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                this.wbuf.advance(n);
+            }
+            if this.wbuf.capacity() > SHRINK_ABOVE {
+                this.wbuf = BytesMut::new();
+            }
+            Pin::new(&mut this.io).poll_flush(cx)
+        })
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<()>> {
+        self.with_write_cx(cx, side, |this, cx| Pin::new(&mut this.io).poll_shutdown(cx))
+    }
+
+    fn poll_next_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            let now = Instant::now();
+            match self.proto.read(&mut self.rbuf, now) {
+                Ok(Some(m)) => {
+                    if self.proto.poll_transmit(&mut self.wbuf) {
+                        // Owed replies go out now if the transport takes them; if not, the
+                        // next poll (read or write) finishes the job.
+                        if let Poll::Ready(Err(e)) = self.poll_flush_wbuf(cx, Side::Reader) {
+                            self.finished = true;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(m)));
+                }
+                Ok(None) => {
+                    if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+                        self.rbuf = BytesMut::new();
+                    }
+                }
+                Err(e) => {
+                    self.proto.poll_transmit(&mut self.wbuf);
+                    let _ = self.poll_flush_wbuf(cx, Side::Reader);
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            self.proto.poll_transmit(&mut self.wbuf);
+            let flushed = match self.poll_flush_wbuf(cx, Side::Reader) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(e)) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending => false,
+            };
+            if self.proto.should_close_transport() {
+                if !flushed {
+                    return Poll::Pending;
+                }
+                // Best effort: the peer may already be gone.
+                let _ = ready!(self.poll_shutdown(cx, Side::Reader));
+                self.finished = true;
+                return Poll::Ready(None);
+            }
+            if let Some(at) = self.proto.poll_timeout() {
+                if at <= now {
+                    if let Err(e) = self.proto.handle_timeout(now) {
+                        self.proto.poll_transmit(&mut self.wbuf);
+                        let _ = self.poll_flush_wbuf(cx, Side::Reader);
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    continue;
+                }
+                let deadline = tokio::time::Instant::from_std(at);
+                match (&mut self.sleep, self.sleep_at == Some(at)) {
+                    (Some(_), true) => {}
+                    (Some(s), false) => s.as_mut().reset(deadline),
+                    (None, _) => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                self.sleep_at = Some(at);
+                if let Some(s) = self.sleep.as_mut() {
+                    if s.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                }
+            }
+            if self.read_eof {
+                return Poll::Pending;
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(self.proto.config().read_chunk_size);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    self.read_eof = true;
+                    self.finished = true;
+                    if self.proto.ready_state() == ReadyState::Closed {
+                        let _ = self.poll_shutdown(cx, Side::Reader);
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(Error::AbnormalClosure)));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.wbuf.len() < self.proto.config().max_write_buffer {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_flush_wbuf(cx, Side::Writer))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn encode(&mut self, msg: Message) -> Result<(), Error> {
+        let out = &mut self.wbuf;
+        match msg {
+            Message::Text(t) => self.proto.send(OpCode::Text, t.as_bytes(), out)?,
+            Message::Binary(b) => self.proto.send(OpCode::Binary, &b, out)?,
+            Message::Ping(p) => self.proto.ping(&p, out)?,
+            Message::Pong(p) => self.proto.pong(&p, out)?,
+            Message::Close(f) => {
+                self.proto.close(f, Instant::now())?;
+                self.proto.poll_transmit(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.proto.poll_transmit(&mut self.wbuf);
+        ready!(self.poll_flush_wbuf(cx, Side::Writer))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.proto.ready_state() == ReadyState::Open {
+            self.proto.close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Default::default() }), Instant::now())?;
+        }
+        self.poll_flush(cx)
+    }
+
+    fn try_send(&mut self, msg: Message) -> Result<(), Error> {
+        if self.wbuf.len() >= self.proto.config().max_write_buffer {
+            return Err(Error::WriteBufferFull(Box::new(msg)));
+        }
+        self.encode(msg)
+    }
+}
+
+/// A WebSocket connection over a transport `S` (TCP, TLS, a hyper upgrade, an in-memory pipe).
+///
+/// Receive with [`recv`](Self::recv) or as a [`Stream`] of [`Message`]s; send with
+/// [`send`](Self::send) or as a [`Sink`]. Pings are answered automatically, keepalive pings
+/// go out every `Config::ping_interval`, and the closing handshake runs by itself.
+///
+/// # Reading drives the connection
+/// Incoming pings, the peer's Close and the keepalive timers are handled while the connection
+/// is being read. Keep a task reading (every real application does, to notice the peer going
+/// away); a connection that is only written to answers nothing.
+///
+/// # Cancel safety
+/// [`recv`](Self::recv) (and `StreamExt::next`) is cancel-safe: every partial frame or message
+/// lives in the connection, not in the future, so dropping the future loses nothing and the
+/// next call resumes where it stopped. `send` is cancel-safe in the same way once
+/// it has returned `Pending` only while waiting for buffer space: the message is encoded into
+/// the write buffer in one step, never half-way.
+///
+/// # Back-pressure
+/// Sent messages are encoded into a write buffer. Above `Config::max_write_buffer` bytes,
+/// [`send`](Self::send) waits for the transport to drain, and [`try_send`](Self::try_send)
+/// returns the message in [`Error::WriteBufferFull`]. Nothing is ever dropped silently.
+/// [`buffered_amount`](Self::buffered_amount) tells how much is waiting.
+pub struct WebSocket<S> {
+    inner: Inner<S>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.inner.proto.role())
+            .field("ready_state", &self.inner.proto.ready_state())
+            .field("buffered_amount", &self.inner.wbuf.len())
+            .finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport on which the opening handshake is already done. `read_buf` holds
+    /// bytes read past the handshake (the first frames), if any.
+    pub fn from_raw(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        Self::from_parts(io, role, config, read_buf, Info::default())
+    }
+
+    pub(crate) fn from_parts(io: S, role: Role, config: Config, read_buf: BytesMut, info: Info) -> Self {
+        let proto = Connection::new(role, config, Instant::now());
+        WebSocket {
+            inner: Inner {
+                io,
+                proto,
+                rbuf: read_buf,
+                wbuf: BytesMut::new(),
+                sleep: None,
+                sleep_at: None,
+                read_eof: false,
+                finished: false,
+                info,
+                wakers: None,
+            },
+        }
+    }
+
+    /// Receives the next message; `None` once the connection is closed.
+    ///
+    /// A [`Message::Close`] is delivered when the peer closes (our reply is sent
+    /// automatically), then `None`.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.inner.poll_next_msg(cx)).await
+    }
+
+    /// Sends a message, waiting while the write buffer is above its high-water mark, and
+    /// flushes it.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.encode(msg.into())?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Sends a data message split into fragments (one frame per element).
+    pub async fn send_fragmented(&mut self, opcode: OpCode, fragments: &[&[u8]]) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.proto.send_fragmented(opcode, fragments, &mut self.inner.wbuf)?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Queues a message without waiting; it is written by the next read, send or flush.
+    /// Returns it in [`Error::WriteBufferFull`] when the buffer is above its high-water mark.
+    pub fn try_send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.inner.try_send(msg.into())
+    }
+
+    /// Writes out everything buffered.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Closes the connection: sends a Close with `code` and `reason` (validated: a sendable
+    /// code and at most 123 bytes), then reads until the peer answers — discarding data
+    /// messages that were already in flight — and the transport is closed, or until
+    /// `Config::close_timeout`.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let frame = CloseFrame::new(code, reason)?;
+        if self.inner.proto.ready_state() == ReadyState::Open {
+            self.inner.encode(Message::Close(Some(frame)))?;
+        }
+        poll_fn(|cx| self.inner.poll_flush(cx)).await?;
+        while let Some(r) = self.recv().await {
+            match r {
+                Ok(_) => {}
+                Err(Error::AbnormalClosure) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits into a read half and a write half that can live in different tasks.
+    pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
+        let mut inner = self.inner;
+        inner.wakers = Some(Arc::new(WriteWakers::default()));
+        let shared = Arc::new(Mutex::new(inner));
+        (WsReader { inner: shared.clone() }, WsWriter { inner: shared })
+    }
+
+    /// Bytes queued but not yet written to the transport.
+    pub fn buffered_amount(&self) -> usize {
+        self.inner.wbuf.len()
+    }
+
+    /// The ready state: `Open`, `Closing` or `Closed`.
+    pub fn ready_state(&self) -> ReadyState {
+        if self.inner.finished {
+            ReadyState::Closed
+        } else {
+            self.inner.proto.ready_state()
+        }
+    }
+
+    /// The subprotocol the handshake settled on.
+    pub fn protocol(&self) -> Option<&str> {
+        self.inner.info.protocol.as_deref()
+    }
+
+    /// The negotiated extensions (the `Sec-WebSocket-Extensions` response value).
+    pub fn extensions(&self) -> Option<&str> {
+        self.inner.info.extensions.as_deref()
+    }
+
+    /// The URL connected to (clients) or the request target (servers).
+    pub fn url(&self) -> Option<&str> {
+        self.inner.info.url.as_deref()
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.inner.proto.role()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.io
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_next_msg(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().inner.encode(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_flush(cx)
+    }
+    /// Sends a Close 1000 (if none was sent) and flushes. The closing handshake then finishes
+    /// on the read side, which yields the peer's Close and ends.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_close(cx)
+    }
+}
+
+type Shared<S> = Arc<Mutex<Inner<S>>>;
+
+fn lock<S>(m: &Mutex<Inner<S>>) -> std::sync::MutexGuard<'_, Inner<S>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The read half of a split [`WebSocket`]: a [`Stream`] of messages. It also answers pings
+/// and runs the keepalive and closing timers, so keep it polled.
+pub struct WsReader<S> {
+    inner: Shared<S>,
+}
+
+/// The write half of a split [`WebSocket`]: a [`Sink`] of messages, plus `send`, `close` and
+/// `buffered_amount`.
+pub struct WsWriter<S> {
+    inner: Shared<S>,
+}
+
+impl<S> std::fmt::Debug for WsReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsReader")
+    }
+}
+
+impl<S> std::fmt::Debug for WsWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsWriter")
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    /// Receives the next message (cancel-safe, as [`WebSocket::recv`]).
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| lock(&self.inner).poll_next_msg(cx)).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        lock(&self.inner).poll_next_msg(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    /// Sends a message (waits while the buffer is above its high-water mark) and flushes.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        let msg = msg.into();
+        poll_fn(|cx| lock(&self.inner).poll_ready(cx)).await?;
+        lock(&self.inner).encode(msg)?;
+        poll_fn(|cx| lock(&self.inner).poll_flush(cx)).await
+    }
+
+    /// Queues a message without waiting (see [`WebSocket::try_send`]).
+    pub fn try_send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        lock(&self.inner).try_send(msg.into())
+    }
+
+    /// Sends a Close with `code` and `reason` and flushes it. The read half then receives the
+    /// peer's Close and ends.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let frame = CloseFrame::new(code, reason)?;
+        lock(&self.inner).encode(Message::Close(Some(frame)))?;
+        poll_fn(|cx| lock(&self.inner).poll_flush(cx)).await
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        lock(&self.inner).wbuf.len()
+    }
+
+    /// The ready state.
+    pub fn ready_state(&self) -> ReadyState {
+        let g = lock(&self.inner);
+        if g.finished {
+            ReadyState::Closed
+        } else {
+            g.proto.ready_state()
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.inner).poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        lock(&self.inner).encode(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.inner).poll_flush(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.inner).poll_close(cx)
+    }
+}
