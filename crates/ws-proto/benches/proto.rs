@@ -13,21 +13,11 @@ use switchboard_ws_proto::{utf8, Config, Connection, Role};
 
 fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame");
-    let h = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode: OpCode::Binary,
-        mask: Some([1, 2, 3, 4]),
-        payload_len: 1000,
-    };
+    let h = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask: Some([1, 2, 3, 4]), payload_len: 1000 };
     let mut hb = [0u8; MAX_HEADER_LEN];
     let n = h.encode(&mut hb);
-    g.bench_function("header_parse", |b| {
-        b.iter(|| FrameHeader::parse(black_box(&hb[..n])))
-    });
-    g.bench_function("header_encode", |b| {
-        b.iter(|| black_box(&h).encode(&mut hb))
-    });
+    g.bench_function("header_parse", |b| b.iter(|| FrameHeader::parse(black_box(&hb[..n]))));
+    g.bench_function("header_encode", |b| b.iter(|| black_box(&h).encode(&mut hb)));
     for size in [20usize, 1024, 16 * 1024] {
         let now = Instant::now();
         let cfg = Config::default().with_ping_interval(None);
@@ -53,9 +43,7 @@ fn frames(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 for _ in 0..64 {
-                    server
-                        .send_binary(black_box(&payload), &mut out)
-                        .unwrap_or_default();
+                    server.send_binary(black_box(&payload), &mut out).unwrap_or_default();
                 }
             })
         });
@@ -68,9 +56,7 @@ fn masking(c: &mut Criterion) {
     for size in [125usize, 16 * 1024, 1 << 20] {
         let mut buf = vec![0x5au8; size];
         g.throughput(Throughput::Bytes(size as u64));
-        g.bench_function(format!("word_{size}B"), |b| {
-            b.iter(|| apply_mask(black_box(&mut buf), [1, 2, 3, 4], 0))
-        });
+        g.bench_function(format!("word_{size}B"), |b| b.iter(|| apply_mask(black_box(&mut buf), [1, 2, 3, 4], 0)));
         g.bench_function(format!("scalar_{size}B"), |b| {
             b.iter(|| apply_mask_scalar(black_box(&mut buf), [1, 2, 3, 4], 0))
         });
@@ -84,12 +70,8 @@ fn utf8_validation(c: &mut Criterion) {
     let mixed = "héllo wörld κόσμε 日本語 🎉 ".repeat((1 << 20) / 40);
     for (name, s) in [("ascii_1MiB", &ascii), ("mixed_1MiB", &mixed)] {
         g.throughput(Throughput::Bytes(s.len() as u64));
-        g.bench_function(format!("simd_{name}"), |b| {
-            b.iter(|| utf8::is_valid(black_box(s.as_bytes())))
-        });
-        g.bench_function(format!("std_{name}"), |b| {
-            b.iter(|| std::str::from_utf8(black_box(s.as_bytes())).is_ok())
-        });
+        g.bench_function(format!("simd_{name}"), |b| b.iter(|| utf8::is_valid(black_box(s.as_bytes()))));
+        g.bench_function(format!("std_{name}"), |b| b.iter(|| std::str::from_utf8(black_box(s.as_bytes())).is_ok()));
     }
     g.finish();
 }

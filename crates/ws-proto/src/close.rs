@@ -94,10 +94,7 @@ impl CloseFrame {
         if reason.len() > MAX_CLOSE_REASON {
             return Err(crate::error::SendError::CloseReasonTooLong(reason.len()));
         }
-        Ok(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason.to_owned()),
-        })
+        Ok(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) })
     }
 
     /// Parses the payload of a received Close frame (RFC 6455 §5.5.1).
@@ -113,8 +110,7 @@ impl CloseFrame {
                 if !code.is_sendable() {
                     return Err(ProtocolError::InvalidCloseCode(code.0));
                 }
-                let reason = Utf8Bytes::try_from(payload.slice(2..))
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                let reason = Utf8Bytes::try_from(payload.slice(2..)).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Ok(Some(CloseFrame { code, reason }))
             }
         }
@@ -181,23 +177,13 @@ mod tests {
     #[test]
     fn f17_close_payload_shapes() {
         assert_eq!(CloseFrame::parse(&Bytes::new()), Ok(None));
-        assert_eq!(
-            CloseFrame::parse(&Bytes::from_static(&[3])),
-            Err(ProtocolError::InvalidClosePayload)
-        );
+        assert_eq!(CloseFrame::parse(&Bytes::from_static(&[3])), Err(ProtocolError::InvalidClosePayload));
         let bad_reason = Bytes::from_static(&[
-            0x03, 0xe8, 0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed,
-            0xa0, 0x80,
+            0x03, 0xe8, 0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
         ]);
-        assert_eq!(
-            CloseFrame::parse(&bad_reason),
-            Err(ProtocolError::InvalidUtf8)
-        );
+        assert_eq!(CloseFrame::parse(&bad_reason), Err(ProtocolError::InvalidUtf8));
         let ok = CloseFrame::parse(&Bytes::from_static(b"\x03\xe8bye")).unwrap_or(None);
-        assert_eq!(
-            ok.map(|f| (f.code, f.reason.to_string())),
-            Some((CloseCode::NORMAL, "bye".into()))
-        );
+        assert_eq!(ok.map(|f| (f.code, f.reason.to_string())), Some((CloseCode::NORMAL, "bye".into())));
     }
 
     #[test]

@@ -141,16 +141,9 @@ impl Connection {
 
     /// The ready state.
     pub fn ready_state(&self) -> ReadyState {
-        if self.aborted
-            || (self.failed && self.close_sent)
-            || (self.close_sent && self.close_received)
-        {
+        if self.aborted || (self.failed && self.close_sent) || (self.close_sent && self.close_received) {
             ReadyState::Closed
-        } else if self.close_sent
-            || self.close_received
-            || self.pending_close.is_some()
-            || self.failed
-        {
+        } else if self.close_sent || self.close_received || self.pending_close.is_some() || self.failed {
             ReadyState::Closing
         } else {
             ReadyState::Open
@@ -163,8 +156,7 @@ impl Connection {
     /// server close TCP first (§7.1.1), so a client waits for EOF until the close timeout
     /// (reported through [`handle_timeout`](Self::handle_timeout)).
     pub fn should_close_transport(&self) -> bool {
-        self.ready_state() == ReadyState::Closed
-            && (self.role == Role::Server || self.failed || self.aborted)
+        self.ready_state() == ReadyState::Closed && (self.role == Role::Server || self.failed || self.aborted)
     }
 
     /// Whether a fragmented message is being received.
@@ -181,11 +173,7 @@ impl Connection {
     /// `Ok(None)`. On a protocol violation the matching Close frame is queued (write it with
     /// [`poll_transmit`](Self::poll_transmit)) and the error is returned; afterwards, and after
     /// the peer's Close, input is discarded.
-    pub fn read(
-        &mut self,
-        buf: &mut BytesMut,
-        now: Instant,
-    ) -> Result<Option<Message>, ProtocolError> {
+    pub fn read(&mut self, buf: &mut BytesMut, now: Instant) -> Result<Option<Message>, ProtocolError> {
         loop {
             if self.close_received || self.failed || self.aborted {
                 buf.clear();
@@ -234,46 +222,27 @@ impl Connection {
         let len = usize::try_from(h.payload_len)
             .ok()
             .filter(|&l| l <= limit)
-            .ok_or(ProtocolError::FrameTooLarge {
-                size: h.payload_len,
-                limit,
-            })?;
+            .ok_or(ProtocolError::FrameTooLarge { size: h.payload_len, limit })?;
         match (h.opcode, &self.assembly) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, Some(_)) => {
-                return Err(ProtocolError::ExpectedContinuation)
-            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (OpCode::Continuation, Some(a)) => {
                 if a.frames >= self.config.max_fragments {
-                    return Err(ProtocolError::TooManyFragments {
-                        limit: self.config.max_fragments,
-                    });
+                    return Err(ProtocolError::TooManyFragments { limit: self.config.max_fragments });
                 }
-                if !a.transformed && a.data.len().saturating_add(len) > self.config.max_message_size
-                {
-                    return Err(ProtocolError::MessageTooLarge {
-                        limit: self.config.max_message_size,
-                    });
+                if !a.transformed && a.data.len().saturating_add(len) > self.config.max_message_size {
+                    return Err(ProtocolError::MessageTooLarge { limit: self.config.max_message_size });
                 }
             }
-            (OpCode::Text | OpCode::Binary, None)
-                if h.rsv == 0 && len > self.config.max_message_size =>
-            {
-                return Err(ProtocolError::MessageTooLarge {
-                    limit: self.config.max_message_size,
-                });
+            (OpCode::Text | OpCode::Binary, None) if h.rsv == 0 && len > self.config.max_message_size => {
+                return Err(ProtocolError::MessageTooLarge { limit: self.config.max_message_size });
             }
             _ => {}
         }
         Ok(len)
     }
 
-    fn on_frame(
-        &mut self,
-        h: FrameHeader,
-        payload: BytesMut,
-        now: Instant,
-    ) -> Result<Option<Message>, ProtocolError> {
+    fn on_frame(&mut self, h: FrameHeader, payload: BytesMut, now: Instant) -> Result<Option<Message>, ProtocolError> {
         match h.opcode {
             OpCode::Ping => {
                 let p = payload.freeze();
@@ -293,10 +262,7 @@ impl Connection {
                 self.pending_ping = None;
                 if !self.close_sent && self.pending_close.is_none() {
                     // Echo the status code (§5.5.1); an empty Close is answered with an empty one.
-                    let echo = frame.as_ref().map(|f| CloseFrame {
-                        code: f.code,
-                        reason: Utf8Bytes::new(),
-                    });
+                    let echo = frame.as_ref().map(|f| CloseFrame { code: f.code, reason: Utf8Bytes::new() });
                     self.pending_close = Some(echo);
                 }
                 if self.close_sent {
@@ -350,22 +316,13 @@ impl Connection {
         }
     }
 
-    fn decode_into(
-        &mut self,
-        a: &mut Assembly,
-        input: &[u8],
-        fin: bool,
-    ) -> Result<(), ProtocolError> {
+    fn decode_into(&mut self, a: &mut Assembly, input: &[u8], fin: bool) -> Result<(), ProtocolError> {
         let limit = self.config.max_message_size;
-        let ext = self
-            .ext
-            .as_mut()
-            .ok_or(ProtocolError::ReservedBits(crate::frame::RSV1))?;
-        ext.decode(input, fin, &mut a.data, limit)
-            .map_err(|e| match e {
-                DecodeError::TooLarge => ProtocolError::MessageTooLarge { limit },
-                DecodeError::Corrupt(s) => ProtocolError::Extension(s),
-            })?;
+        let ext = self.ext.as_mut().ok_or(ProtocolError::ReservedBits(crate::frame::RSV1))?;
+        ext.decode(input, fin, &mut a.data, limit).map_err(|e| match e {
+            DecodeError::TooLarge => ProtocolError::MessageTooLarge { limit },
+            DecodeError::Corrupt(s) => ProtocolError::Extension(s),
+        })?;
         check_partial_utf8(a)
     }
 
@@ -376,10 +333,8 @@ impl Connection {
         self.pending_pong = None;
         self.pending_ping = None;
         if !self.close_sent {
-            self.pending_close = Some(Some(CloseFrame {
-                code: e.close_code(),
-                reason: Utf8Bytes::from_static(e.close_reason()),
-            }));
+            self.pending_close =
+                Some(Some(CloseFrame { code: e.close_code(), reason: Utf8Bytes::from_static(e.close_reason()) }));
         }
         e
     }
@@ -419,12 +374,7 @@ impl Connection {
         if self.ready_state() != ReadyState::Open {
             return Ok(());
         }
-        if self
-            .assembly
-            .as_ref()
-            .and_then(|a| a.deadline)
-            .is_some_and(|d| d <= now)
-        {
+        if self.assembly.as_ref().and_then(|a| a.deadline).is_some_and(|d| d <= now) {
             let e = self.fail(ProtocolError::MessageTimeout);
             self.close_deadline = Some(now + self.config.close_timeout);
             return Err(e);
@@ -437,10 +387,11 @@ impl Connection {
         }
         if let (Some(next), Some(interval)) = (self.next_ping, self.config.ping_interval) {
             if next <= now {
-                self.ping_seq += 1;
-                self.pending_ping = Some(Bytes::copy_from_slice(&self.ping_seq.to_be_bytes()));
                 self.next_ping = Some(now + interval);
+                // One keepalive ping outstanding at a time: its pong (or the timeout) decides.
                 if self.pong_deadline.is_none() {
+                    self.ping_seq += 1;
+                    self.pending_ping = Some(Bytes::copy_from_slice(&self.ping_seq.to_be_bytes()));
                     self.pong_deadline = Some(now + self.config.pong_timeout);
                 }
             }
@@ -481,10 +432,7 @@ impl Connection {
 
     /// Whether frames are waiting for [`poll_transmit`](Self::poll_transmit).
     pub fn wants_transmit(&self) -> bool {
-        !self.close_sent
-            && (self.pending_pong.is_some()
-                || self.pending_ping.is_some()
-                || self.pending_close.is_some())
+        !self.close_sent && (self.pending_pong.is_some() || self.pending_ping.is_some() || self.pending_close.is_some())
     }
 
     fn ensure_open(&self) -> Result<(), SendError> {
@@ -508,12 +456,7 @@ impl Connection {
     /// Encodes a data message (`opcode` Text or Binary) into `out` as one frame, through the
     /// extension when one is negotiated. The caller guarantees Text payloads are UTF-8 (the
     /// typed API takes `&str`).
-    pub fn send(
-        &mut self,
-        opcode: OpCode,
-        payload: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<(), SendError> {
+    pub fn send(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<(), SendError> {
         self.send_fragmented(opcode, &[payload], out)
     }
 
@@ -533,10 +476,7 @@ impl Connection {
         if fragments.len() == 1 {
             if let Some(ext) = self.ext.as_mut() {
                 let mut enc = BytesMut::new();
-                if let Some(rsv) = ext
-                    .encode(opcode, fragments[0], &mut enc)
-                    .map_err(SendError::Extension)?
-                {
+                if let Some(rsv) = ext.encode(opcode, fragments[0], &mut enc).map_err(SendError::Extension)? {
                     self.write_frame(out, true, rsv, opcode, &enc);
                     return Ok(());
                 }
@@ -591,12 +531,7 @@ impl Connection {
     }
 
     /// Convenience for [`close`](Self::close) with a code and reason.
-    pub fn close_with(
-        &mut self,
-        code: CloseCode,
-        reason: &str,
-        now: Instant,
-    ) -> Result<(), SendError> {
+    pub fn close_with(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), SendError> {
         let f = CloseFrame::new(code, reason)?;
         self.close(Some(f), now)
     }
@@ -608,13 +543,7 @@ impl Connection {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
         };
-        let h = FrameHeader {
-            fin,
-            rsv,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
+        let h = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
         let mut hb = [0u8; MAX_HEADER_LEN];
         let n = h.encode(&mut hb);
         out.reserve(n + payload.len());

@@ -42,19 +42,11 @@ fn cf(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn server() -> Connection {
-    Connection::new(
-        Role::Server,
-        Config::default().with_ping_interval(None),
-        Instant::now(),
-    )
+    Connection::new(Role::Server, Config::default().with_ping_interval(None), Instant::now())
 }
 
 fn client() -> Connection {
-    Connection::new(
-        Role::Client,
-        Config::default().with_ping_interval(None),
-        Instant::now(),
-    )
+    Connection::new(Role::Client, Config::default().with_ping_interval(None), Instant::now())
 }
 
 /// Feeds `bytes` and collects every message until an error or the input runs dry.
@@ -110,10 +102,7 @@ fn roundtrip_client_to_server_all_sizes() {
         c.send_text(&text, &mut wire).unwrap();
         let (msgs, err) = feed(&mut s, &wire);
         assert!(err.is_none());
-        assert_eq!(
-            msgs,
-            vec![Message::Binary(data.into()), Message::text(text)]
-        );
+        assert_eq!(msgs, vec![Message::Binary(data.into()), Message::text(text)]);
     }
 }
 
@@ -231,16 +220,10 @@ fn f9_control_frames_between_fragments() {
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0], Message::Ping(Bytes::from_static(b"ping!")));
     let mut out = BytesMut::new();
-    assert!(
-        s.poll_transmit(&mut out),
-        "pong is owed before the message completes"
-    );
+    assert!(s.poll_transmit(&mut out), "pong is owed before the message completes");
     assert_eq!(&out[..], &[0x8A, 5, b'p', b'i', b'n', b'g', b'!']);
     buf.extend_from_slice(&input[input.len() - 3..]);
-    assert_eq!(
-        s.read(&mut buf, Instant::now()),
-        Ok(Some(Message::text("frag1 frag2 frag3")))
-    );
+    assert_eq!(s.read(&mut buf, Instant::now()), Ok(Some(Message::text("frag1 frag2 frag3"))));
 }
 
 #[test]
@@ -266,28 +249,20 @@ fn f11_declared_length_is_never_preallocated() {
     let mut buf = BytesMut::from(&v[..]);
     let cap = buf.capacity();
     assert_eq!(s.read(&mut buf, Instant::now()), Ok(None));
-    assert_eq!(
-        buf.capacity(),
-        cap,
-        "read() reserved memory for the declared length"
-    );
+    assert_eq!(buf.capacity(), cap, "read() reserved memory for the declared length");
     assert_eq!(buf.len(), v.len(), "partial frame left untouched");
 }
 
 #[test]
 fn f12_oversized_frame_is_1009_from_the_header_alone() {
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_max_frame_size(1000);
+    let cfg = Config::default().with_ping_interval(None).with_max_frame_size(1000);
     let mut s = Connection::new(Role::Server, cfg, Instant::now());
     let mut v = vec![0x82, 0x80 | 126];
     v.extend_from_slice(&1001u16.to_be_bytes());
     v.extend_from_slice(&KEY);
     expect_fail(&mut s, &v, 1009);
     // Exactly at the limit passes.
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_max_frame_size(1000);
+    let cfg = Config::default().with_ping_interval(None).with_max_frame_size(1000);
     let mut s = Connection::new(Role::Server, cfg, Instant::now());
     let (m, e) = feed(&mut s, &cf(true, 2, &[0; 1000]));
     assert!(e.is_none() && m.len() == 1);
@@ -295,9 +270,7 @@ fn f12_oversized_frame_is_1009_from_the_header_alone() {
 
 #[test]
 fn f13_reassembled_message_over_the_cap_is_1009() {
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_max_message_size(1000);
+    let cfg = Config::default().with_ping_interval(None).with_max_message_size(1000);
     let mut s = Connection::new(Role::Server, cfg, Instant::now());
     let mut input = Vec::new();
     for _ in 0..3 {
@@ -309,9 +282,7 @@ fn f13_reassembled_message_over_the_cap_is_1009() {
     assert_eq!(err, Some(ProtocolError::MessageTooLarge { limit: 1000 }));
     assert_eq!(queued_close_code(&mut s), Some(1009));
     // Exactly at the cap passes.
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_max_message_size(1000);
+    let cfg = Config::default().with_ping_interval(None).with_max_message_size(1000);
     let mut s = Connection::new(Role::Server, cfg, Instant::now());
     let mut input = cf(false, 2, &[1; 500]);
     input.extend(cf(true, 0, &[1; 500]));
@@ -322,9 +293,7 @@ fn f13_reassembled_message_over_the_cap_is_1009() {
 
 #[test]
 fn f14_f15_fragment_floods_are_1008() {
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_max_fragments(100);
+    let cfg = Config::default().with_ping_interval(None).with_max_fragments(100);
     // One-byte fragments.
     let mut s = Connection::new(Role::Server, cfg.clone(), Instant::now());
     let mut input = cf(false, 2, b"x");
@@ -347,18 +316,13 @@ fn f14_f15_fragment_floods_are_1008() {
 #[test]
 fn f15_message_assembly_timeout_is_1008() {
     let t0 = Instant::now();
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_message_timeout(Some(Duration::from_secs(5)));
+    let cfg = Config::default().with_ping_interval(None).with_message_timeout(Some(Duration::from_secs(5)));
     let mut s = Connection::new(Role::Server, cfg, t0);
     let mut buf = BytesMut::from(&cf(false, 2, b"start")[..]);
     assert_eq!(s.read(&mut buf, t0), Ok(None));
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(5)));
     assert_eq!(s.handle_timeout(t0 + Duration::from_secs(4)), Ok(()));
-    assert_eq!(
-        s.handle_timeout(t0 + Duration::from_secs(5)),
-        Err(ProtocolError::MessageTimeout)
-    );
+    assert_eq!(s.handle_timeout(t0 + Duration::from_secs(5)), Err(ProtocolError::MessageTimeout));
     assert_eq!(queued_close_code(&mut s), Some(1008));
 }
 
@@ -390,9 +354,7 @@ fn f16_invalid_utf8_single_and_across_fragments() {
 
 #[test]
 fn f17_close_frames_validated_and_echoed() {
-    for code in [
-        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
-    ] {
+    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
         let mut s = server();
         let (m, e) = feed(&mut s, &cf(true, 8, &code.to_be_bytes()));
         assert!(e.is_none(), "{code}");
@@ -401,9 +363,7 @@ fn f17_close_frames_validated_and_echoed() {
         assert_eq!(s.ready_state(), ReadyState::Closed);
         assert!(s.should_close_transport(), "server closes TCP first");
     }
-    for code in [
-        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-    ] {
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
         expect_fail(&mut server(), &cf(true, 8, &code.to_be_bytes()), 1002);
     }
     expect_fail(&mut server(), &cf(true, 8, &[0x03]), 1002);
@@ -420,9 +380,7 @@ fn f17_close_frames_validated_and_echoed() {
 #[test]
 fn f18_closing_handshake_data_after_close_and_timeout() {
     let t0 = Instant::now();
-    let cfg = Config::default()
-        .with_ping_interval(None)
-        .with_close_timeout(Duration::from_secs(2));
+    let cfg = Config::default().with_ping_interval(None).with_close_timeout(Duration::from_secs(2));
     // We close; the peer sends data, then never answers.
     let mut s = Connection::new(Role::Server, cfg.clone(), t0);
     s.close_with(CloseCode::NORMAL, "bye", t0).unwrap();
@@ -430,11 +388,7 @@ fn f18_closing_handshake_data_after_close_and_timeout() {
     let mut out = BytesMut::new();
     s.poll_transmit(&mut out);
     assert_eq!(&out[..4], &[0x88, 5, 0x03, 0xe8]);
-    assert_eq!(
-        s.send_text("late", &mut out),
-        Err(SendError::Closed),
-        "nothing after Close"
-    );
+    assert_eq!(s.send_text("late", &mut out), Err(SendError::Closed), "nothing after Close");
     assert_eq!(s.ping(b"", &mut out), Err(SendError::Closed));
     // Data frames after our Close are still parsed until the peer's Close.
     let (m, e) = feed(&mut s, &cf(true, 1, b"in flight"));
@@ -459,10 +413,7 @@ fn f18_closing_handshake_data_after_close_and_timeout() {
     let (m, _) = feed(&mut c, &frame(true, 0, 8, &1000u16.to_be_bytes(), false));
     assert_eq!(m.len(), 1);
     assert_eq!(c.ready_state(), ReadyState::Closed);
-    assert!(
-        !c.should_close_transport(),
-        "client waits for the server's TCP close"
-    );
+    assert!(!c.should_close_transport(), "client waits for the server's TCP close");
     let deadline = c.poll_timeout().unwrap();
     c.handle_timeout(deadline).unwrap();
     assert!(c.should_close_transport());
@@ -490,20 +441,11 @@ fn f19_ping_flood_coalesces_to_latest_pong() {
 fn f20_control_payload_caps_on_send() {
     let mut c = client();
     let mut out = BytesMut::new();
-    assert_eq!(
-        c.ping(&[0; 126], &mut out),
-        Err(SendError::ControlPayloadTooLong(126))
-    );
+    assert_eq!(c.ping(&[0; 126], &mut out), Err(SendError::ControlPayloadTooLong(126)));
     assert!(out.is_empty());
     assert!(c.ping(&[0; 125], &mut out).is_ok());
     assert_eq!(
-        c.close(
-            Some(CloseFrame {
-                code: CloseCode(1005),
-                reason: Utf8Bytes::new()
-            }),
-            Instant::now()
-        ),
+        c.close(Some(CloseFrame { code: CloseCode(1005), reason: Utf8Bytes::new() }), Instant::now()),
         Err(SendError::InvalidCloseCode(1005))
     );
 }
@@ -511,9 +453,8 @@ fn f20_control_payload_caps_on_send() {
 #[test]
 fn heartbeat_pings_then_fails_with_1011() {
     let t0 = Instant::now();
-    let cfg = Config::default()
-        .with_ping_interval(Some(Duration::from_secs(10)))
-        .with_pong_timeout(Duration::from_secs(5));
+    let cfg =
+        Config::default().with_ping_interval(Some(Duration::from_secs(10))).with_pong_timeout(Duration::from_secs(5));
     let mut c = Connection::new(Role::Client, cfg, t0);
     assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(10)));
     c.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
@@ -527,10 +468,7 @@ fn heartbeat_pings_then_fails_with_1011() {
     c.handle_timeout(t0 + Duration::from_secs(20)).unwrap();
     c.poll_transmit(&mut BytesMut::new());
     assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(25)));
-    assert_eq!(
-        c.handle_timeout(t0 + Duration::from_secs(25)),
-        Err(ProtocolError::PingTimeout)
-    );
+    assert_eq!(c.handle_timeout(t0 + Duration::from_secs(25)), Err(ProtocolError::PingTimeout));
     assert_eq!(queued_close_code(&mut c), Some(1011));
     assert!(c.should_close_transport());
 }
@@ -543,13 +481,7 @@ impl Extension for Reverse {
     fn rsv_bits(&self) -> u8 {
         RSV1
     }
-    fn decode(
-        &mut self,
-        input: &[u8],
-        fin: bool,
-        out: &mut BytesMut,
-        limit: usize,
-    ) -> Result<(), DecodeError> {
+    fn decode(&mut self, input: &[u8], fin: bool, out: &mut BytesMut, limit: usize) -> Result<(), DecodeError> {
         if out.len() + input.len() > limit {
             return Err(DecodeError::TooLarge);
         }
@@ -559,12 +491,7 @@ impl Extension for Reverse {
         }
         Ok(())
     }
-    fn encode(
-        &mut self,
-        _op: OpCode,
-        payload: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<Option<u8>, String> {
+    fn encode(&mut self, _op: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<Option<u8>, String> {
         if payload.len() < 3 {
             return Ok(None);
         }
@@ -576,12 +503,8 @@ impl Extension for Reverse {
 #[test]
 fn extension_seam_owns_rsv1_on_first_data_frame_only() {
     let mk = || {
-        Connection::new(
-            Role::Server,
-            Config::default().with_ping_interval(None),
-            Instant::now(),
-        )
-        .with_extension(Box::new(Reverse))
+        Connection::new(Role::Server, Config::default().with_ping_interval(None), Instant::now())
+            .with_extension(Box::new(Reverse))
     };
     let (m, e) = feed(&mut mk(), &frame(true, RSV1, 1, b"olleh", true));
     assert!(e.is_none());
@@ -601,16 +524,13 @@ fn extension_seam_owns_rsv1_on_first_data_frame_only() {
     // Size limit enforced while decoding.
     let mut s = Connection::new(
         Role::Server,
-        Config::default()
-            .with_ping_interval(None)
-            .with_max_message_size(4),
+        Config::default().with_ping_interval(None).with_max_message_size(4),
         Instant::now(),
     )
     .with_extension(Box::new(Reverse));
     expect_fail(&mut s, &frame(true, RSV1, 2, b"12345", true), 1009);
     // Outgoing: transformed with RSV1 when the extension says so, plain otherwise.
-    let mut c = Connection::new(Role::Client, Config::default(), Instant::now())
-        .with_extension(Box::new(Reverse));
+    let mut c = Connection::new(Role::Client, Config::default(), Instant::now()).with_extension(Box::new(Reverse));
     let mut out = BytesMut::new();
     c.send_text("abcd", &mut out).unwrap();
     assert_eq!(out[0], 0x80 | RSV1 | 1);
@@ -644,11 +564,7 @@ fn partial_input_byte_by_byte_gives_same_messages() {
     }
     assert_eq!(
         msgs,
-        vec![
-            Message::text("a".repeat(300)),
-            Message::Ping(Bytes::from_static(b"p")),
-            Message::binary(&b"1234"[..])
-        ]
+        vec![Message::text("a".repeat(300)), Message::Ping(Bytes::from_static(b"p")), Message::binary(&b"1234"[..])]
     );
 }
 
@@ -656,8 +572,7 @@ fn partial_input_byte_by_byte_gives_same_messages() {
 fn fragmented_send_roundtrip() {
     let mut c = client();
     let mut out = BytesMut::new();
-    c.send_fragmented(OpCode::Text, &[b"he", b"", b"llo"], &mut out)
-        .unwrap();
+    c.send_fragmented(OpCode::Text, &[b"he", b"", b"llo"], &mut out).unwrap();
     let (m, e) = feed(&mut server(), &out);
     assert!(e.is_none());
     assert_eq!(m, vec![Message::text("hello")]);

@@ -29,22 +29,11 @@ pub trait Extension: Send + std::fmt::Debug {
     /// Called once per frame of a message whose first frame had RSV bits of this extension,
     /// `fin` on the last. Must not let `out` grow beyond `limit` bytes in total: return
     /// [`DecodeError::TooLarge`] as soon as more output would exceed it (inflate bombs).
-    fn decode(
-        &mut self,
-        input: &[u8],
-        fin: bool,
-        out: &mut BytesMut,
-        limit: usize,
-    ) -> Result<(), DecodeError>;
+    fn decode(&mut self, input: &[u8], fin: bool, out: &mut BytesMut, limit: usize) -> Result<(), DecodeError>;
 
     /// Encodes an outgoing data message. Returns the RSV bits to set on its first frame, or
     /// `None` to send it untransformed (then `out` is left untouched).
-    fn encode(
-        &mut self,
-        opcode: OpCode,
-        payload: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<Option<u8>, String>;
+    fn encode(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<Option<u8>, String>;
 }
 
 /// Why an extension could not decode a message.

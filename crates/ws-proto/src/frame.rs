@@ -143,16 +143,7 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Some((
-            FrameHeader {
-                fin,
-                rsv,
-                opcode,
-                mask,
-                payload_len,
-            },
-            header_len,
-        )))
+        Ok(Some((FrameHeader { fin, rsv, opcode, mask, payload_len }, header_len)))
     }
 
     /// Encodes this header into `out`, returning the number of bytes written (2 to 14).
@@ -194,13 +185,7 @@ mod tests {
     use super::*;
 
     fn hdr(opcode: OpCode, len: u64, mask: Option<[u8; 4]>) -> FrameHeader {
-        FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: len,
-        }
+        FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: len }
     }
 
     #[test]
@@ -221,37 +206,19 @@ mod tests {
     #[test]
     fn f5_reserved_opcodes() {
         for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
-            assert_eq!(
-                FrameHeader::parse(&[0x80 | op, 0x80, 0, 0, 0, 0]),
-                Err(ProtocolError::ReservedOpcode(op))
-            );
+            assert_eq!(FrameHeader::parse(&[0x80 | op, 0x80, 0, 0, 0, 0]), Err(ProtocolError::ReservedOpcode(op)));
         }
     }
 
     #[test]
     fn f6_f7_control_frame_rules() {
         // Ping with 126-byte length.
-        assert_eq!(
-            FrameHeader::parse(&[0x89, 126, 0, 126]),
-            Err(ProtocolError::ControlFrameTooLong)
-        );
-        assert_eq!(
-            FrameHeader::parse(&[0x88, 127]),
-            Err(ProtocolError::ControlFrameTooLong)
-        );
-        assert_eq!(
-            FrameHeader::parse(&[0x8A, 126]),
-            Err(ProtocolError::ControlFrameTooLong)
-        );
+        assert_eq!(FrameHeader::parse(&[0x89, 126, 0, 126]), Err(ProtocolError::ControlFrameTooLong));
+        assert_eq!(FrameHeader::parse(&[0x88, 127]), Err(ProtocolError::ControlFrameTooLong));
+        assert_eq!(FrameHeader::parse(&[0x8A, 126]), Err(ProtocolError::ControlFrameTooLong));
         // Ping and pong with FIN=0.
-        assert_eq!(
-            FrameHeader::parse(&[0x09, 0]),
-            Err(ProtocolError::FragmentedControlFrame)
-        );
-        assert_eq!(
-            FrameHeader::parse(&[0x0A, 0]),
-            Err(ProtocolError::FragmentedControlFrame)
-        );
+        assert_eq!(FrameHeader::parse(&[0x09, 0]), Err(ProtocolError::FragmentedControlFrame));
+        assert_eq!(FrameHeader::parse(&[0x0A, 0]), Err(ProtocolError::FragmentedControlFrame));
         // 125 is fine.
         assert!(matches!(FrameHeader::parse(&[0x89, 125]), Ok(Some(_))));
     }
@@ -264,10 +231,7 @@ mod tests {
         let mut b = vec![0x82, 127];
         b.extend_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(FrameHeader::parse(&b), Err(ProtocolError::LengthMsbSet));
-        assert_eq!(
-            FrameHeader::parse(&[0x82, 126, 0, 125]),
-            Err(ProtocolError::NonMinimalLength)
-        );
+        assert_eq!(FrameHeader::parse(&[0x82, 126, 0, 125]), Err(ProtocolError::NonMinimalLength));
         let mut b = vec![0x82, 127];
         b.extend_from_slice(&65535u64.to_be_bytes());
         assert_eq!(FrameHeader::parse(&b), Err(ProtocolError::NonMinimalLength));

@@ -18,7 +18,10 @@ async fn main() -> ExitCode {
     let mut builder = ClientBuilder::new(url.clone())
         .config(Config::default().with_max_message_size(64 << 20).with_max_frame_size(64 << 20));
     if let Ok(path) = std::env::var("SWITCHBOARD_CA") {
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|pem| builder.clone().add_root_certificates_pem(&pem).map_err(|e| e.to_string())) {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| builder.clone().add_root_certificates_pem(&pem).map_err(|e| e.to_string()))
+        {
             Ok(b) => builder = b,
             Err(e) => {
                 eprintln!("{path}: {e}");

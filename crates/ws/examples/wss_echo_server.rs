@@ -38,7 +38,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tokio::spawn(async move {
             // TLS stalls are cut at the handshake deadline [T1].
             let deadline = acceptor.get_config().handshake_timeout;
-            let Ok(Ok(stream)) = tokio::time::timeout(deadline, tls::accept_tls(&tls_acceptor, tcp)).await else { return };
+            let Ok(Ok(stream)) = tokio::time::timeout(deadline, tls::accept_tls(&tls_acceptor, tcp)).await else {
+                return;
+            };
             let Ok(mut ws) = acceptor.accept(stream).await else { return };
             while let Some(Ok(m)) = ws.recv().await {
                 if m.is_data() && ws.send(m).await.is_err() {

@@ -196,7 +196,8 @@ impl ClientBuilder {
         tcp.set_nodelay(true)?;
         let fut = async {
             let stream = if target.tls {
-                let name = ServerName::try_from(target.host.clone()).map_err(|e| Error::Tls(format!("invalid server name: {e}")))?;
+                let name = ServerName::try_from(target.host.clone())
+                    .map_err(|e| Error::Tls(format!("invalid server name: {e}")))?;
                 let tls = self.tls_connector()?.connect(name, tcp).await?;
                 MaybeTlsStream::ClientTls(Box::new(tls))
             } else {
@@ -215,12 +216,21 @@ pub async fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
 
 /// Runs the client handshake over an already connected transport (a Unix socket, a proxy
 /// tunnel, an in-memory pipe), within `Config::handshake_timeout`.
-pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(io: S, req: &ClientRequest, config: Config) -> Result<WebSocket<S>, Error> {
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    req: &ClientRequest,
+    config: Config,
+) -> Result<WebSocket<S>, Error> {
     let t = config.handshake_timeout;
     tokio::time::timeout(t, handshake_inner(io, req, config, None)).await.map_err(|_| Error::HandshakeTimeout)?
 }
 
-async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, req: &ClientRequest, config: Config, url: Option<String>) -> Result<WebSocket<S>, Error> {
+async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    req: &ClientRequest,
+    config: Config,
+    url: Option<String>,
+) -> Result<WebSocket<S>, Error> {
     io.write_all(&req.encode()).await?;
     io.flush().await?;
     let mut buf = BytesMut::with_capacity(1024);
@@ -250,7 +260,10 @@ mod tests {
     #[test]
     fn urls() {
         let t = parse_url("ws://127.0.0.1:9001/chat?x=1").unwrap();
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()), (false, "127.0.0.1", 9001, "127.0.0.1:9001", "/chat?x=1"));
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()),
+            (false, "127.0.0.1", 9001, "127.0.0.1:9001", "/chat?x=1")
+        );
         let t = parse_url("wss://example.com").unwrap();
         assert_eq!((t.tls, t.port, t.path.as_str()), (true, 443, "/"));
         let t = parse_url("ws://[::1]:8080/").unwrap();

@@ -10,7 +10,9 @@ use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use switchboard_ws_proto::handshake::server::{accept_response, error_response, reject_response, validate_request, OriginPolicy, UpgradeRequest};
+use switchboard_ws_proto::handshake::server::{
+    accept_response, error_response, reject_response, validate_request, OriginPolicy, UpgradeRequest,
+};
 use switchboard_ws_proto::handshake::{accept_key, parse_request, HeadScanner};
 use switchboard_ws_proto::{Config, HandshakeError, Role};
 
@@ -202,7 +204,9 @@ impl Acceptor {
         };
         let protocol = match self.choose_protocol(&upgrade, accept.protocol) {
             Ok(p) => p,
-            Err(e) => return refuse(io, reject_response(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), ""), e).await,
+            Err(e) => {
+                return refuse(io, reject_response(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), ""), e).await
+            }
         };
         let resp = accept_response(&upgrade, protocol.as_deref(), None, &accept.headers);
         io.write_all(&resp).await?;
@@ -225,7 +229,10 @@ impl Acceptor {
     ///
     /// Bytes the client sent right after its request (hyper may have read them already) are
     /// delivered to the WebSocket. On `Err`, answer with [`HandshakeError::status`].
-    pub fn upgrade<B, RB: Default>(&self, req: &mut Request<B>) -> Result<(http::Response<RB>, UpgradeFut), HandshakeError> {
+    pub fn upgrade<B, RB: Default>(
+        &self,
+        req: &mut Request<B>,
+    ) -> Result<(http::Response<RB>, UpgradeFut), HandshakeError> {
         let up = validate_request(req, &self.origins)?;
         let protocol = self.choose_protocol(&up, None)?;
         let mut resp = http::Response::new(RB::default());

@@ -73,7 +73,12 @@ pub(crate) struct Inner<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Runs `f` with a context whose waker also reaches the other half when split.
-    fn with_write_cx<R>(&mut self, cx: &mut Context<'_>, side: Side, f: impl FnOnce(&mut Self, &mut Context<'_>) -> R) -> R {
+    fn with_write_cx<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        side: Side,
+        f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
+    ) -> R {
         match self.wakers.clone() {
             None => f(self, cx),
             Some(w) => {
@@ -235,7 +240,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.proto.ready_state() == ReadyState::Open {
-            self.proto.close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Default::default() }), Instant::now())?;
+            self.proto
+                .close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Default::default() }), Instant::now())?;
         }
         self.poll_flush(cx)
     }

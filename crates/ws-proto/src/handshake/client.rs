@@ -56,25 +56,21 @@ impl ClientRequest {
 
     /// Sets the `Origin` header.
     pub fn origin(mut self, o: &str) -> Result<Self, HandshakeError> {
-        self.origin =
-            Some(HeaderValue::from_str(o).map_err(|_| HandshakeError::InvalidInput("origin"))?);
+        self.origin = Some(HeaderValue::from_str(o).map_err(|_| HandshakeError::InvalidInput("origin"))?);
         Ok(self)
     }
 
     /// Sets the `Sec-WebSocket-Extensions` offer.
     pub fn extensions(mut self, offer: &str) -> Result<Self, HandshakeError> {
-        self.extensions = Some(
-            HeaderValue::from_str(offer)
-                .map_err(|_| HandshakeError::InvalidInput("extension offer"))?,
-        );
+        self.extensions =
+            Some(HeaderValue::from_str(offer).map_err(|_| HandshakeError::InvalidInput("extension offer"))?);
         Ok(self)
     }
 
     /// Adds a header. Names and values are checked: CR, LF and other control characters are
     /// refused, and so are the headers the handshake itself owns.
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, HandshakeError> {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| HandshakeError::InvalidInput("header name"))?;
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HandshakeError::InvalidInput("header name"))?;
         let reserved = [
             header::HOST,
             header::UPGRADE,
@@ -83,12 +79,9 @@ impl ClientRequest {
             header::SEC_WEBSOCKET_VERSION,
         ];
         if reserved.contains(&n) {
-            return Err(HandshakeError::InvalidInput(
-                "header name (owned by the handshake)",
-            ));
+            return Err(HandshakeError::InvalidInput("header name (owned by the handshake)"));
         }
-        let v = HeaderValue::from_str(value)
-            .map_err(|_| HandshakeError::InvalidInput("header value"))?;
+        let v = HeaderValue::from_str(value).map_err(|_| HandshakeError::InvalidInput("header value"))?;
         self.headers.push((n, v));
         Ok(self)
     }
@@ -110,7 +103,9 @@ impl ClientRequest {
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(self.host.as_bytes());
-        out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ");
+        out.extend_from_slice(
+            b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ",
+        );
         out.extend_from_slice(self.key.as_bytes());
         out.extend_from_slice(b"\r\n");
         if !self.protocols.is_empty() {
@@ -142,27 +137,14 @@ impl ClientRequest {
     /// extensions that were offered [H12].
     pub fn validate_response(&self, resp: &Response<()>) -> Result<Negotiated, HandshakeError> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            return Err(HandshakeError::UnexpectedStatus {
-                status: resp.status().as_u16(),
-                location,
-            });
+            let location = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            return Err(HandshakeError::UnexpectedStatus { status: resp.status().as_u16(), location });
         }
         let h = resp.headers();
-        if !list_contains(
-            h.get_all(header::UPGRADE).iter().map(|v| v.as_bytes()),
-            "websocket",
-        ) {
+        if !list_contains(h.get_all(header::UPGRADE).iter().map(|v| v.as_bytes()), "websocket") {
             return Err(HandshakeError::BadUpgrade);
         }
-        if !list_contains(
-            h.get_all(header::CONNECTION).iter().map(|v| v.as_bytes()),
-            "upgrade",
-        ) {
+        if !list_contains(h.get_all(header::CONNECTION).iter().map(|v| v.as_bytes()), "upgrade") {
             return Err(HandshakeError::BadConnection);
         }
         let expected = accept_key(self.key.as_bytes());
@@ -182,31 +164,18 @@ impl ClientRequest {
                 Some(p)
             }
             (Some(v), Some(_)) => {
-                return Err(HandshakeError::UnrequestedProtocol(
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                ))
+                return Err(HandshakeError::UnrequestedProtocol(String::from_utf8_lossy(v.as_bytes()).into_owned()))
             }
         };
-        let extensions = parse_extensions(
-            h.get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-                .iter()
-                .map(|v| v.as_bytes()),
-        )
-        .ok_or_else(|| HandshakeError::UnrequestedExtension("(malformed header)".into()))?;
-        let offered = self
-            .extensions
-            .as_ref()
-            .and_then(|v| parse_extensions([v.as_bytes()]))
-            .unwrap_or_default();
+        let extensions = parse_extensions(h.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().map(|v| v.as_bytes()))
+            .ok_or_else(|| HandshakeError::UnrequestedExtension("(malformed header)".into()))?;
+        let offered = self.extensions.as_ref().and_then(|v| parse_extensions([v.as_bytes()])).unwrap_or_default();
         for e in &extensions {
             if !offered.iter().any(|o| o.name == e.name) {
                 return Err(HandshakeError::UnrequestedExtension(e.name.clone()));
             }
         }
-        Ok(Negotiated {
-            protocol,
-            extensions,
-        })
+        Ok(Negotiated { protocol, extensions })
     }
 }
 
@@ -241,9 +210,7 @@ mod tests {
         assert!(s.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
         assert!(s.contains("Sec-WebSocket-Protocol: chat\r\n"));
         assert!(s.contains("Origin: http://example.com\r\n"));
-        let k = base64::engine::general_purpose::STANDARD
-            .decode(r.key())
-            .unwrap_or_default();
+        let k = base64::engine::general_purpose::STANDARD.decode(r.key()).unwrap_or_default();
         assert_eq!(k.len(), 16);
         let keys: std::collections::HashSet<String> = (0..1000).map(|_| generate_key()).collect();
         assert_eq!(keys.len(), 1000);
@@ -267,48 +234,29 @@ mod tests {
 
     #[test]
     fn h12_response_validation() {
-        let r = ClientRequest::new("a", "/")
-            .and_then(|r| r.protocol("chat"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let r = ClientRequest::new("a", "/").and_then(|r| r.protocol("chat")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.validate_response(&resp(&r, "", None)).map(|n| n.protocol), Ok(None));
         assert_eq!(
-            r.validate_response(&resp(&r, "", None)).map(|n| n.protocol),
-            Ok(None)
-        );
-        assert_eq!(
-            r.validate_response(&resp(&r, "Sec-WebSocket-Protocol: chat\r\n", None))
-                .map(|n| n.protocol),
+            r.validate_response(&resp(&r, "Sec-WebSocket-Protocol: chat\r\n", None)).map(|n| n.protocol),
             Ok(Some("chat".into()))
         );
-        assert_eq!(
-            r.validate_response(&resp(&r, "", Some("wrong".into()))),
-            Err(HandshakeError::BadAccept)
-        );
+        assert_eq!(r.validate_response(&resp(&r, "", Some("wrong".into()))), Err(HandshakeError::BadAccept));
         assert!(matches!(
             r.validate_response(&resp(&r, "Sec-WebSocket-Protocol: other\r\n", None)),
             Err(HandshakeError::UnrequestedProtocol(_))
         ));
         assert!(matches!(
-            r.validate_response(&resp(
-                &r,
-                "Sec-WebSocket-Extensions: permessage-deflate\r\n",
-                None
-            )),
+            r.validate_response(&resp(&r, "Sec-WebSocket-Extensions: permessage-deflate\r\n", None)),
             Err(HandshakeError::UnrequestedExtension(_))
         ));
         let s = b"HTTP/1.1 302 Found\r\nLocation: http://evil/\r\n\r\n";
         let red = parse_response(s, &Config::default()).unwrap_or_default();
         assert_eq!(
             r.validate_response(&red),
-            Err(HandshakeError::UnexpectedStatus {
-                status: 302,
-                location: Some("http://evil/".into())
-            })
+            Err(HandshakeError::UnexpectedStatus { status: 302, location: Some("http://evil/".into()) })
         );
         let s = b"HTTP/1.1 200 OK\r\n\r\n";
         let ok = parse_response(s, &Config::default()).unwrap_or_default();
-        assert!(matches!(
-            r.validate_response(&ok),
-            Err(HandshakeError::UnexpectedStatus { status: 200, .. })
-        ));
+        assert!(matches!(r.validate_response(&ok), Err(HandshakeError::UnexpectedStatus { status: 200, .. })));
     }
 }

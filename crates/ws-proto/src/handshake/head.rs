@@ -1,8 +1,6 @@
 //! Incremental scanning of an HTTP/1.1 head with caps, then one parse of the complete head.
 
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::HandshakeError;
 use crate::config::Config;
@@ -39,10 +37,7 @@ impl HeadScanner {
             if self.pos > cfg.max_header_bytes {
                 return Err(HandshakeError::HeadersTooLarge);
             }
-            let empty = line_len <= 2
-                && buf[self.line_start..self.pos]
-                    .iter()
-                    .all(|&b| b == b'\r' || b == b'\n');
+            let empty = line_len <= 2 && buf[self.line_start..self.pos].iter().all(|&b| b == b'\r' || b == b'\n');
             self.line_start = self.pos;
             if empty {
                 if self.lines == 0 {
@@ -77,10 +72,8 @@ impl HeadScanner {
 fn headers_from(raw: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
     let mut map = HeaderMap::with_capacity(raw.len());
     for h in raw {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HandshakeError::Malformed("header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| HandshakeError::Malformed("header value"))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HandshakeError::Malformed("header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| HandshakeError::Malformed("header value"))?;
         map.append(name, value);
     }
     Ok(map)
@@ -103,11 +96,7 @@ pub fn parse_request(head: &[u8], cfg: &Config) -> Result<Request<()>, Handshake
     }
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| HandshakeError::Malformed("method"))?;
-    let uri: Uri = req
-        .path
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| HandshakeError::Malformed("request target"))?;
+    let uri: Uri = req.path.unwrap_or_default().parse().map_err(|_| HandshakeError::Malformed("request target"))?;
     let version = match req.version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
@@ -130,8 +119,7 @@ pub fn parse_response(head: &[u8], cfg: &Config) -> Result<Response<()>, Handsha
         httparse::Status::Complete(_) => {}
         httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head")),
     }
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| HandshakeError::Malformed("status"))?;
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HandshakeError::Malformed("status"))?;
     let headers = headers_from(resp.headers)?;
     let mut out = Response::new(());
     *out.status_mut() = status;
@@ -162,10 +150,7 @@ mod tests {
         }
         assert_eq!(found, Some((end, end)));
         let req = parse_request(&REQ[..end], &cfg).ok();
-        assert_eq!(
-            req.map(|r| r.uri().path().to_owned()),
-            Some("/chat".to_owned())
-        );
+        assert_eq!(req.map(|r| r.uri().path().to_owned()), Some("/chat".to_owned()));
     }
 
     #[test]
@@ -222,10 +207,7 @@ mod tests {
         assert_eq!(HandshakeError::TooManyHeaders.status().as_u16(), 431);
         // And the parser itself refuses (never a truncated, "valid" request).
         let end = h.len();
-        assert_eq!(
-            parse_request(&h[..end], &cfg).map(|_| ()),
-            Err(HandshakeError::TooManyHeaders)
-        );
+        assert_eq!(parse_request(&h[..end], &cfg).map(|_| ()), Err(HandshakeError::TooManyHeaders));
     }
 
     #[test]

@@ -35,10 +35,7 @@ fn single<'a>(h: &'a HeaderMap, name: &header::HeaderName) -> Result<Option<&'a 
 /// The order of checks fixes which status a request with several faults gets: method (405),
 /// HTTP version (400), Host (400), Upgrade (426 when absent, 400 when wrong), Connection (400),
 /// version (426), key (400), subprotocols (400), Origin (403).
-pub fn validate_request<B>(
-    req: &Request<B>,
-    origins: &OriginPolicy,
-) -> Result<UpgradeRequest, HandshakeError> {
+pub fn validate_request<B>(req: &Request<B>, origins: &OriginPolicy) -> Result<UpgradeRequest, HandshakeError> {
     if req.method() != Method::GET {
         return Err(HandshakeError::MethodNotAllowed);
     }
@@ -53,16 +50,10 @@ pub fn validate_request<B>(
     if !h.contains_key(header::UPGRADE) {
         return Err(HandshakeError::UpgradeRequired);
     }
-    if !list_contains(
-        h.get_all(header::UPGRADE).iter().map(|v| v.as_bytes()),
-        "websocket",
-    ) {
+    if !list_contains(h.get_all(header::UPGRADE).iter().map(|v| v.as_bytes()), "websocket") {
         return Err(HandshakeError::BadUpgrade);
     }
-    if !list_contains(
-        h.get_all(header::CONNECTION).iter().map(|v| v.as_bytes()),
-        "upgrade",
-    ) {
+    if !list_contains(h.get_all(header::CONNECTION).iter().map(|v| v.as_bytes()), "upgrade") {
         return Err(HandshakeError::BadConnection);
     }
     match single(h, &header::SEC_WEBSOCKET_VERSION) {
@@ -73,29 +64,19 @@ pub fn validate_request<B>(
         Ok(Some(v)) => v.to_str().map_err(|_| HandshakeError::BadKey)?.trim(),
         _ => return Err(HandshakeError::BadKey),
     };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .map_err(|_| HandshakeError::BadKey)?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key).map_err(|_| HandshakeError::BadKey)?;
     if decoded.len() != 16 {
         return Err(HandshakeError::BadKey);
     }
-    let protocols = parse_token_list(
-        h.get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
-    .ok_or(HandshakeError::BadSubprotocol)?;
+    let protocols = parse_token_list(h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().map(|v| v.as_bytes()))
+        .ok_or(HandshakeError::BadSubprotocol)?;
     for (i, p) in protocols.iter().enumerate() {
         if protocols[..i].contains(p) {
             return Err(HandshakeError::BadSubprotocol);
         }
     }
-    let extensions = parse_extensions(
-        h.get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
-    .unwrap_or_default();
+    let extensions =
+        parse_extensions(h.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().map(|v| v.as_bytes())).unwrap_or_default();
     let origin = match single(h, &header::ORIGIN) {
         Ok(v) => v.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         Err(()) => return Err(HandshakeError::ForbiddenOrigin),
@@ -133,10 +114,7 @@ impl OriginPolicy {
     /// An allowlist; requests without `Origin` are accepted (browsers always send one).
     pub fn allow_list<I: IntoIterator<Item = S>, S: AsRef<str>>(origins: I) -> Self {
         OriginPolicy::AllowList {
-            origins: origins
-                .into_iter()
-                .filter_map(|o| normalize_origin(o.as_ref()))
-                .collect(),
+            origins: origins.into_iter().filter_map(|o| normalize_origin(o.as_ref())).collect(),
             allow_missing: true,
         }
     }
@@ -145,10 +123,7 @@ impl OriginPolicy {
     pub fn allows(&self, origin: Option<&str>) -> bool {
         match self {
             OriginPolicy::Any => true,
-            OriginPolicy::AllowList {
-                origins,
-                allow_missing,
-            } => match origin {
+            OriginPolicy::AllowList { origins, allow_missing } => match origin {
                 None => *allow_missing,
                 Some(o) => normalize_origin(o).is_some_and(|n| origins.contains(&n)),
             },
@@ -205,7 +180,9 @@ pub fn accept_response(
     extra: &HeaderMap,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
     out.extend_from_slice(accept_key(req.key.as_bytes()).as_bytes());
     out.extend_from_slice(b"\r\n");
     if let Some(p) = protocol {
@@ -246,7 +223,13 @@ pub fn reject_response(status: StatusCode, extra: &HeaderMap, body: &str) -> Vec
         out.extend_from_slice(b"Allow: GET\r\n");
     }
     write_headers(&mut out, extra);
-    out.extend_from_slice(format!("Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     out.extend_from_slice(body.as_bytes());
     out
 }
@@ -287,16 +270,8 @@ mod tests {
         v
     }
 
-    fn replace(
-        lines: &[&'static str],
-        prefix: &str,
-        with: Option<&'static str>,
-    ) -> Vec<&'static str> {
-        let mut v: Vec<_> = lines
-            .iter()
-            .copied()
-            .filter(|l| !l.starts_with(prefix))
-            .collect();
+    fn replace(lines: &[&'static str], prefix: &str, with: Option<&'static str>) -> Vec<&'static str> {
+        let mut v: Vec<_> = lines.iter().copied().filter(|l| !l.starts_with(prefix)).collect();
         if let Some(w) = with {
             v.push(w);
         }
@@ -312,15 +287,11 @@ mod tests {
 
     #[test]
     fn valid_request_and_accept() {
-        let r = validate_request(
-            &req(&base(&["Sec-WebSocket-Protocol: chat, superchat"])),
-            &OriginPolicy::Any,
-        );
+        let r = validate_request(&req(&base(&["Sec-WebSocket-Protocol: chat, superchat"])), &OriginPolicy::Any);
         let r = r.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.key, KEY);
         assert_eq!(r.protocols, vec!["chat", "superchat"]);
-        let resp = String::from_utf8(accept_response(&r, Some("chat"), None, &HeaderMap::new()))
-            .unwrap_or_default();
+        let resp = String::from_utf8(accept_response(&r, Some("chat"), None, &HeaderMap::new())).unwrap_or_default();
         assert!(resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(resp.contains("Sec-WebSocket-Protocol: chat\r\n"));
@@ -333,14 +304,8 @@ mod tests {
         let mut post = b.clone();
         post[0] = "POST /chat HTTP/1.1";
         assert_eq!(status(&post), 405);
-        assert_eq!(
-            status(&replace(&b, "Upgrade:", Some("Upgrade: websocketx"))),
-            400
-        );
-        assert_eq!(
-            status(&replace(&b, "Connection:", Some("Connection: keep-alive"))),
-            400
-        );
+        assert_eq!(status(&replace(&b, "Upgrade:", Some("Upgrade: websocketx"))), 400);
+        assert_eq!(status(&replace(&b, "Connection:", Some("Connection: keep-alive"))), 400);
         assert_eq!(status(&replace(&b, "Connection:", None)), 400);
         // Plain GET to a WebSocket route.
         assert_eq!(status(&["GET /chat HTTP/1.1", "Host: a"]), 426);
@@ -353,14 +318,7 @@ mod tests {
             )),
             101
         );
-        assert_eq!(
-            status(&replace(
-                &b,
-                "Connection:",
-                Some("Connection: keep-alive,UPGRADE")
-            )),
-            101
-        );
+        assert_eq!(status(&replace(&b, "Connection:", Some("Connection: keep-alive,UPGRADE"))), 101);
         let mut v10 = b.clone();
         v10[0] = "GET /chat HTTP/1.0";
         assert_eq!(status(&v10), 400);
@@ -377,21 +335,10 @@ mod tests {
             "Sec-WebSocket-Key: ",
         ] {
             // 15 bytes, 17 bytes, not base64, empty
-            assert_eq!(
-                status(&replace(&b, "Sec-WebSocket-Key:", Some(k))),
-                400,
-                "{k}"
-            );
+            assert_eq!(status(&replace(&b, "Sec-WebSocket-Key:", Some(k))), 400, "{k}");
         }
         // 17 decoded bytes
-        assert_eq!(
-            status(&replace(
-                &b,
-                "Sec-WebSocket-Key:",
-                Some("AAAAAAAAAAAAAAAAAAAAAAA=")
-            )),
-            400
-        );
+        assert_eq!(status(&replace(&b, "Sec-WebSocket-Key:", Some("AAAAAAAAAAAAAAAAAAAAAAA="))), 400);
         assert_eq!(status(&replace(&b, "Sec-WebSocket-Key:", None)), 400);
         let mut dup = b.clone();
         dup.push("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==");
@@ -407,15 +354,10 @@ mod tests {
             "Sec-WebSocket-Version: 14",
             "Sec-WebSocket-Version: 13, 13",
         ] {
-            assert_eq!(
-                status(&replace(&b, "Sec-WebSocket-Version:", Some(v))),
-                426,
-                "{v}"
-            );
+            assert_eq!(status(&replace(&b, "Sec-WebSocket-Version:", Some(v))), 426, "{v}");
         }
         assert_eq!(status(&replace(&b, "Sec-WebSocket-Version:", None)), 426);
-        let resp = String::from_utf8(error_response(&HandshakeError::UnsupportedVersion))
-            .unwrap_or_default();
+        let resp = String::from_utf8(error_response(&HandshakeError::UnsupportedVersion)).unwrap_or_default();
         assert!(resp.starts_with("HTTP/1.1 426 "));
         assert!(resp.contains("Sec-WebSocket-Version: 13\r\n"));
         assert!(resp.contains("Connection: close\r\n"));
@@ -425,22 +367,13 @@ mod tests {
     fn h7_subprotocol_tokens() {
         assert_eq!(status(&base(&["Sec-WebSocket-Protocol: a b"])), 400);
         assert_eq!(status(&base(&["Sec-WebSocket-Protocol: chat, chat"])), 400);
-        assert_eq!(
-            status(&base(&[
-                "Sec-WebSocket-Protocol: chat",
-                "Sec-WebSocket-Protocol: chat"
-            ])),
-            400
-        );
+        assert_eq!(status(&base(&["Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Protocol: chat"])), 400);
         assert_eq!(status(&base(&["Sec-WebSocket-Protocol: chat,\tv2"])), 101);
     }
 
     #[test]
     fn h8_malformed_extensions_are_declined_not_fatal() {
-        let r = validate_request(
-            &req(&base(&["Sec-WebSocket-Extensions: a; b=\"\\c\\c\\c"])),
-            &OriginPolicy::Any,
-        );
+        let r = validate_request(&req(&base(&["Sec-WebSocket-Extensions: a; b=\"\\c\\c\\c"])), &OriginPolicy::Any);
         assert_eq!(r.map(|r| r.extensions.len()), Ok(0));
     }
 
@@ -466,31 +399,18 @@ mod tests {
             assert_eq!(p.allows(*o), *ok, "{o:?}");
         }
         let mut lines = base(&["Origin: https://evil.tld"]);
-        assert_eq!(
-            validate_request(&req(&lines), &p)
-                .err()
-                .map(|e| e.status().as_u16()),
-            Some(403)
-        );
+        assert_eq!(validate_request(&req(&lines), &p).err().map(|e| e.status().as_u16()), Some(403));
         lines.pop();
         lines.push("Origin: https://app.example.com");
         assert!(validate_request(&req(&lines), &p).is_ok());
-        let strict = OriginPolicy::AllowList {
-            origins: vec!["null".into()],
-            allow_missing: false,
-        };
+        let strict = OriginPolicy::AllowList { origins: vec!["null".into()], allow_missing: false };
         assert!(!strict.allows(None));
         assert!(strict.allows(Some("null")));
     }
 
     #[test]
     fn h10_reject_response_closes() {
-        let r = String::from_utf8(reject_response(
-            StatusCode::FORBIDDEN,
-            &HeaderMap::new(),
-            "no",
-        ))
-        .unwrap_or_default();
+        let r = String::from_utf8(reject_response(StatusCode::FORBIDDEN, &HeaderMap::new(), "no")).unwrap_or_default();
         assert!(r.starts_with("HTTP/1.1 403 Forbidden\r\n"));
         assert!(r.contains("Connection: close\r\n"));
         assert!(r.ends_with("\r\n\r\nno"));

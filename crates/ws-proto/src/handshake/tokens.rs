@@ -35,10 +35,9 @@ pub fn parse_token_list<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Optio
 
 /// Whether a token list contains `want` (ASCII case-insensitive), tolerating invalid elements.
 pub(crate) fn list_contains<'a>(values: impl IntoIterator<Item = &'a [u8]>, want: &str) -> bool {
-    values.into_iter().any(|v| {
-        v.split(|&b| b == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(want.as_bytes()))
-    })
+    values
+        .into_iter()
+        .any(|v| v.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(want.as_bytes())))
 }
 
 /// Most extensions, and parameters per extension, accepted in one header.
@@ -48,9 +47,7 @@ const MAX_PARAMS: usize = 16;
 /// Parses `Sec-WebSocket-Extensions` values (RFC 6455 §9.1): `name; param; param=value` items
 /// separated by commas, where a value is a token or a quoted string. `None` when malformed
 /// (unclosed quote, bad token, too many items): the caller then declines every extension.
-pub fn parse_extensions<'a>(
-    values: impl IntoIterator<Item = &'a [u8]>,
-) -> Option<Vec<ExtensionOffer>> {
+pub fn parse_extensions<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<ExtensionOffer>> {
     let mut out = Vec::new();
     for v in values {
         let mut p = Parser { s: v, i: 0 };
@@ -76,11 +73,7 @@ pub fn parse_extensions<'a>(
                         let val = if p.peek() == Some(b'=') {
                             p.i += 1;
                             p.ows();
-                            Some(if p.peek() == Some(b'"') {
-                                p.quoted()?
-                            } else {
-                                p.token()?
-                            })
+                            Some(if p.peek() == Some(b'"') { p.quoted()? } else { p.token()? })
                         } else {
                             None
                         };
@@ -158,14 +151,8 @@ mod tests {
 
     #[test]
     fn token_lists() {
-        assert_eq!(
-            parse_token_list([&b"chat, superchat"[..]]),
-            Some(vec!["chat", "superchat"])
-        );
-        assert_eq!(
-            parse_token_list([&b" a ,, b\t"[..], b"c"]),
-            Some(vec!["a", "b", "c"])
-        );
+        assert_eq!(parse_token_list([&b"chat, superchat"[..]]), Some(vec!["chat", "superchat"]));
+        assert_eq!(parse_token_list([&b" a ,, b\t"[..], b"c"]), Some(vec!["a", "b", "c"]));
         assert_eq!(parse_token_list([&b"a b"[..]]), None);
         assert_eq!(parse_token_list([&b"a\x01"[..]]), None);
     }
@@ -191,14 +178,13 @@ mod tests {
 
     #[test]
     fn extensions_parse() {
-        let e = parse_extensions([&b"permessage-deflate; client_max_window_bits, permessage-deflate; server_max_window_bits=\"10\""[..]]);
+        let e = parse_extensions([
+            &b"permessage-deflate; client_max_window_bits, permessage-deflate; server_max_window_bits=\"10\""[..],
+        ]);
         let e = e.unwrap_or_default();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].params, vec![("client_max_window_bits".into(), None)]);
-        assert_eq!(
-            e[1].params,
-            vec![("server_max_window_bits".into(), Some("10".into()))]
-        );
+        assert_eq!(e[1].params, vec![("server_max_window_bits".into(), Some("10".into()))]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Helpers for the integration tests: an in-process echo server, and raw TCP peers that
 //! speak scripted bytes so every protocol rule can be exercised from the outside.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 pub mod certs;
 
@@ -126,7 +126,7 @@ impl Raw {
     }
 
     async fn fill(&mut self, t: Duration) -> bool {
-        let mut chunk = [0u8; 65536];
+        let mut chunk = vec![0u8; 65536];
         match tokio::time::timeout(t, self.tcp.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => false,
             Ok(Ok(n)) => {
@@ -178,7 +178,7 @@ impl Raw {
     /// Whether the peer closes the TCP connection within `t` (reading and dropping data).
     pub async fn sees_eof(&mut self, t: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + t;
-        let mut chunk = [0u8; 4096];
+        let mut chunk = vec![0u8; 4096];
         loop {
             match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return true,
@@ -237,7 +237,9 @@ pub async fn raw_server(extra: &'static str) -> (SocketAddr, tokio::task::JoinHa
 }
 
 /// Runs our client as an echo client (like the `echo_client` example) and returns what it saw.
-pub async fn run_echo_client(mut ws: switchboard_ws::WebSocket<switchboard_ws::MaybeTlsStream>) -> (Vec<Message>, Option<String>) {
+pub async fn run_echo_client(
+    mut ws: switchboard_ws::WebSocket<switchboard_ws::MaybeTlsStream>,
+) -> (Vec<Message>, Option<String>) {
     let mut seen = Vec::new();
     while let Some(m) = ws.recv().await {
         match m {
