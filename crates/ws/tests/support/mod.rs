@@ -254,3 +254,51 @@ pub async fn run_echo_client(
     }
     (seen, None)
 }
+
+/// Starts a `wss` echo server with a fresh test PKI; returns its address and the PKI.
+pub async fn tls_echo_server(acceptor: Acceptor) -> (SocketAddr, certs::TestPki) {
+    let pki = certs::make_pki(&["localhost", "127.0.0.1"]).unwrap();
+    let cfg = switchboard_ws::tls::server_config_from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+    let tls = tokio_rustls::TlsAcceptor::from(cfg);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (tls, acceptor) = (tls.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(s) = switchboard_ws::tls::accept_tls(&tls, tcp).await else { return };
+                let Ok(mut ws) = acceptor.accept(s).await else { return };
+                while let Some(Ok(m)) = ws.recv().await {
+                    if m.is_data() && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, pki)
+}
+
+/// The repository's `interop/` folder (the real peers: pip `websockets`, npm `ws`, …).
+pub fn interop_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
+}
+
+/// Whether a peer is installed. When it is not: with `SWITCHBOARD_REQUIRE_PEERS=1` (as in CI)
+/// the test fails; otherwise it prints why it skips.
+pub fn peer_available(name: &str, program: &str, args: &[&str]) -> bool {
+    let ok = std::process::Command::new(program)
+        .args(args)
+        .current_dir(interop_dir())
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        let why = format!("{name} is not installed (run: pip install -r interop/requirements.txt; npm ci --prefix interop)");
+        if std::env::var("SWITCHBOARD_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+    }
+    ok
+}
