@@ -19,48 +19,48 @@ pub struct Config {
     /// Largest frame payload accepted, in bytes. Default 16 MiB.
     /// Checked as soon as a frame header is read, before any payload is buffered, and the
     /// declared length is never pre-allocated: a peer cannot make us reserve memory it has not
-    /// sent [F10, F11, F12]. Exceeded → close 1009.
+    /// sent (security: F10, F11, F12). Exceeded → close 1009.
     pub max_frame_size: usize,
     /// Largest message accepted, in bytes, after reassembly and after decompression.
     /// Default 16 MiB. Checked against the running total as each frame header arrives
-    /// [F13, D1, D2]. Exceeded → close 1009.
+    /// (security: F13, D1, D2). Exceeded → close 1009.
     pub max_message_size: usize,
     /// Most frames one message may be split into, empty continuations included. Default 4096.
-    /// Bounds the per-fragment work of tiny-fragment floods [F14, F15]. Exceeded → close 1008.
+    /// Bounds the per-fragment work of tiny-fragment floods (security: F14, F15). Exceeded → close 1008.
     pub max_fragments: usize,
     /// Longest time a fragmented message may stay open. Default 60 s; `None` disables it.
     /// Stops a peer from holding a partial message (and its memory) forever with a trickle of
-    /// fragments [F15]. Exceeded → close 1008.
+    /// fragments (security: F15). Exceeded → close 1008.
     pub message_timeout: Option<Duration>,
     /// How long to wait for the peer's Close after sending ours (and, on the client, for the
     /// server to close TCP after the handshake). Default 5 s. Then the TCP connection is
-    /// dropped [F18].
+    /// dropped (security: F18).
     pub close_timeout: Duration,
     /// Interval of keepalive pings. Default 30 s; `None` disables them.
-    /// Detects half-open TCP connections that would otherwise hold resources forever [R3].
+    /// Detects half-open TCP connections that would otherwise hold resources forever (security: R3).
     pub ping_interval: Option<Duration>,
     /// How long to wait for a pong (or any frame) after a keepalive ping before failing the
     /// connection with 1011. Default 30 s.
     pub pong_timeout: Duration,
     /// Deadline for the opening handshake, from TCP accept (or connect) to the 101 response.
-    /// Default 10 s. Enforced by the I/O layer; stops slowloris upgrades [H3, T1].
+    /// Default 10 s. Enforced by the I/O layer; stops slowloris upgrades (security: H3, T1).
     pub handshake_timeout: Duration,
-    /// Longest HTTP request or status line, in bytes. Default 8 KiB. Exceeded → 414 [H1].
+    /// Longest HTTP request or status line, in bytes. Default 8 KiB. Exceeded → 414 (security: H1).
     pub max_request_line: usize,
-    /// Longest HTTP header line, in bytes. Default 8 KiB. Exceeded → 431 [H1].
+    /// Longest HTTP header line, in bytes. Default 8 KiB. Exceeded → 431 (security: H1).
     pub max_header_line: usize,
     /// Largest HTTP head (request line plus headers), in bytes. Default 64 KiB.
-    /// Exceeded → 431 [H1].
+    /// Exceeded → 431 (security: H1).
     pub max_header_bytes: usize,
-    /// Most HTTP headers in the handshake. Default 100. Exceeded → 431 [H2].
+    /// Most HTTP headers in the handshake. Default 100. Exceeded → 431 (security: H2).
     pub max_headers: usize,
     /// High-water mark of the outgoing buffer, in bytes. Default 16 MiB (plus one message).
     /// Sends wait (or `try_send` returns the message) while the buffered amount is above it;
     /// data is never dropped silently. Bounds the memory a peer that stops reading can cost
-    /// [R1, F19].
+    /// (security: R1, F19).
     pub max_write_buffer: usize,
     /// Size of each read from the socket, in bytes. Default 8 KiB. The read buffer grows by at
-    /// most this much beyond what is pending, so memory tracks bytes actually received [F11].
+    /// most this much beyond what is pending, so memory tracks bytes actually received (security: F11).
     pub read_chunk_size: usize,
 }
 

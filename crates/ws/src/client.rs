@@ -107,7 +107,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Adds a request header (validated at connect: CR/LF and the like are refused [H13]).
+    /// Adds a request header (validated at connect: CR/LF and the like are refused (security: H13)).
     #[must_use]
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));

@@ -51,7 +51,10 @@ impl Accept {
 
 /// The application's no: a status, headers and a short body. The connection is then closed.
 #[derive(Debug, Clone)]
-pub struct Reject {
+pub struct Reject(Box<RejectInner>);
+
+#[derive(Debug, Clone)]
+struct RejectInner {
     status: StatusCode,
     headers: HeaderMap,
     body: String,
@@ -60,20 +63,20 @@ pub struct Reject {
 impl Reject {
     /// Refuse with `status` (e.g. 401, 403, 404, 503).
     pub fn new(status: StatusCode) -> Self {
-        Reject { status, headers: HeaderMap::new(), body: String::new() }
+        Reject(Box::new(RejectInner { status, headers: HeaderMap::new(), body: String::new() }))
     }
 
     /// Sets the body text.
     #[must_use]
     pub fn body(mut self, body: impl Into<String>) -> Self {
-        self.body = body.into();
+        self.0.body = body.into();
         self
     }
 
     /// Adds a response header.
     #[must_use]
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.0.headers.append(name, value);
         self
     }
 }
@@ -123,7 +126,7 @@ impl Acceptor {
         self
     }
 
-    /// Sets the Origin policy (403 for the rest) [H9].
+    /// Sets the Origin policy (403 for the rest) (security: H9).
     #[must_use]
     pub fn origins(mut self, origins: OriginPolicy) -> Self {
         self.origins = origins;
@@ -152,9 +155,9 @@ impl Acceptor {
     /// Origin) and accept it or reject it with a status.
     ///
     /// The whole handshake must finish within `Config::handshake_timeout` (slowloris
-    /// defence [H3]); on timeout the connection is dropped. Malformed requests get the status
+    /// defence (security: H3)); on timeout the connection is dropped. Malformed requests get the status
     /// of their [`HandshakeError`]; every refusal carries `Connection: close` and the
-    /// connection is closed without reading further [H10].
+    /// connection is closed without reading further (security: H10).
     pub async fn accept_with<S, F>(&self, io: S, decide: F) -> Result<WebSocket<S>, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -198,8 +201,8 @@ impl Acceptor {
         let accept = match decide(&req) {
             Ok(a) => a,
             Err(r) => {
-                let bytes = reject_response(r.status, &r.headers, &r.body);
-                return refuse(io, bytes, HandshakeError::Rejected(r.status.as_u16())).await;
+                let bytes = reject_response(r.0.status, &r.0.headers, &r.0.body);
+                return refuse(io, bytes, HandshakeError::Rejected(r.0.status.as_u16())).await;
             }
         };
         let protocol = match self.choose_protocol(&upgrade, accept.protocol) {

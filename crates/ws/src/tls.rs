@@ -31,7 +31,7 @@ pub fn server_config_from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Arc<rustl
 }
 
 /// Runs the TLS handshake on an accepted TCP connection. Bound it with a timeout (the
-/// WebSocket handshake deadline starts after it) [T1].
+/// WebSocket handshake deadline starts after it) (security: T1).
 pub async fn accept_tls(acceptor: &tokio_rustls::TlsAcceptor, tcp: TcpStream) -> Result<MaybeTlsStream, Error> {
     let tls = acceptor.accept(tcp).await?;
     Ok(MaybeTlsStream::ServerTls(Box::new(tls)))

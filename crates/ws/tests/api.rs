@@ -189,7 +189,8 @@ async fn fake_server(response: &'static str) -> std::net::SocketAddr {
 #[tokio::test]
 async fn h12_client_validates_the_response() {
     let base = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n";
-    let cases: Vec<(&'static str, fn(&Error) -> bool)> = vec![
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(&'static str, Check)> = vec![
         ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::UnexpectedStatus { status: 200, .. }))),
         ("HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:1/\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::UnexpectedStatus { status: 302, location: Some(_) }))),
         ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::BadAccept))),

@@ -14,7 +14,7 @@ pub fn generate_key() -> String {
 }
 
 /// An opening handshake request. Every input is validated when it is added, so nothing the
-/// application passes can inject headers [H13].
+/// application passes can inject headers (security: H13).
 #[derive(Clone, Debug)]
 pub struct ClientRequest {
     host: HeaderValue,
@@ -134,7 +134,7 @@ impl ClientRequest {
 
     /// Validates the server's response (RFC 6455 §4.1): status 101, `Upgrade: websocket`,
     /// `Connection: upgrade`, the exact `Sec-WebSocket-Accept`, and only a subprotocol and
-    /// extensions that were offered [H12].
+    /// extensions that were offered (security: H12).
     pub fn validate_response(&self, resp: &Response<()>) -> Result<Negotiated, HandshakeError> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let location = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -9,7 +9,7 @@ use crate::config::Config;
 /// line, each header line, the head's size and the number of lines.
 ///
 /// It remembers where it stopped, so feeding a head one byte at a time costs the same total
-/// work as feeding it at once: parsing is linear in the input whatever the segmentation [H1].
+/// work as feeding it at once: parsing is linear in the input whatever the segmentation (security: H1).
 #[derive(Debug, Default, Clone)]
 pub struct HeadScanner {
     pos: usize,

@@ -30,52 +30,52 @@ pub fn accept_key(key: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// The request line is longer than `max_request_line` (414) [H1].
+    /// The request line is longer than `max_request_line` (414) (security: H1).
     #[error("request line too long")]
     RequestLineTooLong,
-    /// A header line or the whole head is over its cap (431) [H1].
+    /// A header line or the whole head is over its cap (431) (security: H1).
     #[error("request header fields too large")]
     HeadersTooLarge,
-    /// More headers than `max_headers` (431) [H2].
+    /// More headers than `max_headers` (431) (security: H2).
     #[error("too many header fields")]
     TooManyHeaders,
     /// The head is not valid HTTP/1.1 (400).
     #[error("malformed HTTP: {0}")]
     Malformed(&'static str),
-    /// Not a GET (405) [H4].
+    /// Not a GET (405) (security: H4).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// No `Upgrade` header: a plain HTTP request to a WebSocket endpoint (426) [H4].
+    /// No `Upgrade` header: a plain HTTP request to a WebSocket endpoint (426) (security: H4).
     #[error("upgrade required")]
     UpgradeRequired,
-    /// `Upgrade` does not name `websocket` (400) [H4].
+    /// `Upgrade` does not name `websocket` (400) (security: H4).
     #[error("Upgrade header does not contain websocket")]
     BadUpgrade,
-    /// `Connection` does not contain `upgrade` (400) [H4].
+    /// `Connection` does not contain `upgrade` (400) (security: H4).
     #[error("Connection header does not contain upgrade")]
     BadConnection,
-    /// `Sec-WebSocket-Version` missing or not exactly 13 (426 with `Sec-WebSocket-Version: 13`) [H6].
+    /// `Sec-WebSocket-Version` missing or not exactly 13 (426 with `Sec-WebSocket-Version: 13`) (security: H6).
     #[error("unsupported WebSocket version")]
     UnsupportedVersion,
-    /// `Sec-WebSocket-Key` missing, duplicated, or not base64 of 16 bytes (400) [H5].
+    /// `Sec-WebSocket-Key` missing, duplicated, or not base64 of 16 bytes (400) (security: H5).
     #[error("invalid Sec-WebSocket-Key")]
     BadKey,
     /// `Host` missing or duplicated (400).
     #[error("missing or duplicate Host header")]
     BadHost,
-    /// `Sec-WebSocket-Protocol` with an invalid or duplicated token (400) [H7].
+    /// `Sec-WebSocket-Protocol` with an invalid or duplicated token (400) (security: H7).
     #[error("invalid Sec-WebSocket-Protocol")]
     BadSubprotocol,
-    /// The Origin is not allowed (403) [H9].
+    /// The Origin is not allowed (403) (security: H9).
     #[error("origin not allowed")]
     ForbiddenOrigin,
-    /// The server is draining (503) [H11].
+    /// The server is draining (503) (security: H11).
     #[error("server shutting down")]
     ShuttingDown,
     /// The application refused the request with this status.
     #[error("rejected with status {0}")]
     Rejected(u16),
-    /// Client: the server answered with another status than 101 [H12]. Redirects are not
+    /// Client: the server answered with another status than 101 (security: H12). Redirects are not
     /// followed (their `Location` is reported) so credentials never leak to another origin.
     #[error("unexpected HTTP status {status}")]
     UnexpectedStatus {
@@ -84,17 +84,17 @@ pub enum HandshakeError {
         /// The `Location` header of a redirect.
         location: Option<String>,
     },
-    /// Client: `Sec-WebSocket-Accept` missing or wrong [H12].
+    /// Client: `Sec-WebSocket-Accept` missing or wrong (security: H12).
     #[error("Sec-WebSocket-Accept does not match the key")]
     BadAccept,
-    /// Client: the server chose a subprotocol we did not offer [H12].
+    /// Client: the server chose a subprotocol we did not offer (security: H12).
     #[error("server selected subprotocol {0:?} that was not offered")]
     UnrequestedProtocol(String),
-    /// Client: the server answered with an extension we did not offer [H12].
+    /// Client: the server answered with an extension we did not offer (security: H12).
     #[error("server selected extension {0:?} that was not offered")]
     UnrequestedExtension(String),
     /// Client API misuse: a header name or value, or a subprotocol, that is not valid
-    /// (CR/LF injection and the like), rejected at construction [H13].
+    /// (CR/LF injection and the like), rejected at construction (security: H13).
     #[error("invalid {0}")]
     InvalidInput(&'static str),
 }

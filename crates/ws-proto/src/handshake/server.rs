@@ -92,7 +92,7 @@ pub fn validate_request<B>(req: &Request<B>, origins: &OriginPolicy) -> Result<U
     })
 }
 
-/// Which `Origin` headers a server accepts (Cross-Site WebSocket Hijacking defence) [H9].
+/// Which `Origin` headers a server accepts (Cross-Site WebSocket Hijacking defence) (security: H9).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OriginPolicy {
@@ -210,7 +210,7 @@ fn write_headers(out: &mut Vec<u8>, h: &HeaderMap) {
 }
 
 /// A refusal: `status` with a short text body and `Connection: close` (the connection is then
-/// closed, never reused: pipelined bytes are not parsed [H10]). Adds `Sec-WebSocket-Version:
+/// closed, never reused: pipelined bytes are not parsed (security: H10)). Adds `Sec-WebSocket-Version:
 /// 13` and `Upgrade: websocket` to a 426, and `Allow: GET` to a 405.
 pub fn reject_response(status: StatusCode, extra: &HeaderMap, body: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());

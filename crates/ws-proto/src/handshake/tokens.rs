@@ -1,5 +1,5 @@
 //! Header value grammars: comma-separated token lists and `Sec-WebSocket-Extensions`.
-//! All parsers are single-pass over the input, so hostile values cost linear time [H7, H8].
+//! All parsers are single-pass over the input, so hostile values cost linear time (security: H7, H8).
 
 use crate::extension::ExtensionOffer;
 
