@@ -457,6 +457,23 @@ impl Connection {
     /// extension when one is negotiated. The caller guarantees Text payloads are UTF-8 (the
     /// typed API takes `&str`).
     pub fn send(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<(), SendError> {
+        self.ensure_open()?;
+        let opcode = data_opcode(opcode);
+        if let Some(ext) = self.ext.as_mut() {
+            let mut enc = BytesMut::new();
+            if let Some(rsv) = ext.encode(opcode, payload, &mut enc).map_err(SendError::Extension)? {
+                self.write_frame(out, true, rsv, opcode, &enc);
+                return Ok(());
+            }
+        }
+        self.write_frame(out, true, 0, opcode, payload);
+        Ok(())
+    }
+
+    /// Like [`send`](Self::send) but never transformed by the extension: the "do not
+    /// compress" switch for a message that mixes a secret with attacker-chosen data
+    /// (compression oracles, security: D8).
+    pub fn send_uncompressed(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<(), SendError> {
         self.send_fragmented(opcode, &[payload], out)
     }
 
@@ -469,19 +486,7 @@ impl Connection {
         out: &mut BytesMut,
     ) -> Result<(), SendError> {
         self.ensure_open()?;
-        let opcode = match opcode {
-            OpCode::Text | OpCode::Binary => opcode,
-            _ => OpCode::Binary,
-        };
-        if fragments.len() == 1 {
-            if let Some(ext) = self.ext.as_mut() {
-                let mut enc = BytesMut::new();
-                if let Some(rsv) = ext.encode(opcode, fragments[0], &mut enc).map_err(SendError::Extension)? {
-                    self.write_frame(out, true, rsv, opcode, &enc);
-                    return Ok(());
-                }
-            }
-        }
+        let opcode = data_opcode(opcode);
         let last = fragments.len().saturating_sub(1);
         if fragments.is_empty() {
             self.write_frame(out, true, 0, opcode, &[]);
@@ -553,6 +558,14 @@ impl Connection {
         if let Some(key) = mask {
             apply_mask(&mut out[start..], key, 0);
         }
+    }
+}
+
+/// Text stays text; anything else is sent as binary.
+fn data_opcode(op: OpCode) -> OpCode {
+    match op {
+        OpCode::Text => OpCode::Text,
+        _ => OpCode::Binary,
     }
 }
 

@@ -57,6 +57,7 @@
 pub mod close;
 pub mod config;
 pub mod conn;
+pub mod deflate;
 pub mod error;
 pub mod extension;
 pub mod frame;

@@ -9,9 +9,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use switchboard_ws_proto::deflate::{Deflate, DeflateConfig};
 use switchboard_ws_proto::handshake::client::ClientRequest;
 use switchboard_ws_proto::handshake::{parse_response, HeadScanner};
-use switchboard_ws_proto::{Config, Role};
+use switchboard_ws_proto::{Config, Extension, HandshakeError, Role};
 
 use crate::error::Error;
 use crate::socket::{Info, WebSocket};
@@ -76,6 +77,7 @@ pub struct ClientBuilder {
     roots: Vec<CertificateDer<'static>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
+    deflate: Option<DeflateConfig>,
 }
 
 impl ClientBuilder {
@@ -90,7 +92,16 @@ impl ClientBuilder {
             roots: Vec::new(),
             tls: None,
             connect_timeout: Duration::from_secs(10),
+            deflate: None,
         }
+    }
+
+    /// Offers permessage-deflate (RFC 7692) with these settings. A server answer the client
+    /// cannot accept fails the connection (security: D5).
+    #[must_use]
+    pub fn deflate(mut self, cfg: DeflateConfig) -> Self {
+        self.deflate = Some(cfg);
+        self
     }
 
     /// Sets limits and timers (`handshake_timeout` covers TLS and the HTTP exchange).
@@ -164,6 +175,9 @@ impl ClientBuilder {
         for (k, v) in &self.headers {
             req = req.header(k, v)?;
         }
+        if let Some(d) = &self.deflate {
+            req = req.extensions(&d.client_offer())?;
+        }
         Ok(req)
     }
 
@@ -203,7 +217,7 @@ impl ClientBuilder {
             } else {
                 MaybeTlsStream::Plain(tcp)
             };
-            handshake_inner(stream, &req, self.config.clone(), Some(self.url.clone())).await
+            handshake_inner(stream, &req, self.config.clone(), Some(self.url.clone()), self.deflate.as_ref()).await
         };
         tokio::time::timeout(self.config.handshake_timeout, fut).await.map_err(|_| Error::HandshakeTimeout)?
     }
@@ -222,7 +236,7 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     config: Config,
 ) -> Result<WebSocket<S>, Error> {
     let t = config.handshake_timeout;
-    tokio::time::timeout(t, handshake_inner(io, req, config, None)).await.map_err(|_| Error::HandshakeTimeout)?
+    tokio::time::timeout(t, handshake_inner(io, req, config, None, None)).await.map_err(|_| Error::HandshakeTimeout)?
 }
 
 async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
@@ -230,6 +244,7 @@ async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     req: &ClientRequest,
     config: Config,
     url: Option<String>,
+    deflate: Option<&DeflateConfig>,
 ) -> Result<WebSocket<S>, Error> {
     io.write_all(&req.encode()).await?;
     io.flush().await?;
@@ -248,9 +263,23 @@ async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let resp = parse_response(&buf[..head_len], &config)?;
     let negotiated = req.validate_response(&resp)?;
+    let ext: Option<Box<dyn Extension>> = match (negotiated.extensions.as_slice(), deflate) {
+        ([], _) => None,
+        ([one], Some(cfg)) => {
+            let agreed = cfg.accept_response(one).map_err(HandshakeError::BadExtensionResponse)?;
+            Some(Box::new(Deflate::new(agreed, false, cfg)))
+        }
+        _ => return Err(HandshakeError::BadExtensionResponse("more extensions than offered".into()).into()),
+    };
+    let extensions = resp
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .filter(|_| ext.is_some());
     let rest = buf.split_off(head_len);
-    let info = Info { url, protocol: negotiated.protocol, extensions: None };
-    Ok(WebSocket::from_parts(io, Role::Client, config, rest, info))
+    let info = Info { url, protocol: negotiated.protocol, extensions };
+    Ok(WebSocket::from_parts(io, Role::Client, config, rest, info, ext))
 }
 
 #[cfg(test)]

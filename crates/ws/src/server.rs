@@ -10,11 +10,12 @@ use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use switchboard_ws_proto::deflate::{Deflate, DeflateConfig};
 use switchboard_ws_proto::handshake::server::{
     accept_response, error_response, reject_response, validate_request, OriginPolicy, UpgradeRequest,
 };
 use switchboard_ws_proto::handshake::{accept_key, parse_request, HeadScanner};
-use switchboard_ws_proto::{Config, HandshakeError, Role};
+use switchboard_ws_proto::{Config, Extension, HandshakeError, Role};
 
 use crate::error::Error;
 use crate::socket::{Info, WebSocket};
@@ -111,6 +112,7 @@ pub struct Acceptor {
     config: Config,
     origins: OriginPolicy,
     protocols: Vec<String>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Acceptor {
@@ -139,6 +141,21 @@ impl Acceptor {
     pub fn protocols<I: IntoIterator<Item = P>, P: Into<String>>(mut self, protocols: I) -> Self {
         self.protocols = protocols.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Turns on permessage-deflate (RFC 7692) with these settings; off by default. Offers
+    /// with unknown, duplicate or invalid parameters are declined one by one (security: D5).
+    /// Memory: see the `deflate` module of the core crate (security: D7).
+    #[must_use]
+    pub fn deflate(mut self, cfg: DeflateConfig) -> Self {
+        self.deflate = Some(cfg);
+        self
+    }
+
+    fn negotiate(&self, up: &UpgradeRequest) -> Option<(String, Box<dyn Extension>)> {
+        let cfg = self.deflate.as_ref()?;
+        let agreed = cfg.negotiate_server(&up.extensions)?;
+        Some((agreed.response_header(), Box::new(Deflate::new(agreed, true, cfg))))
     }
 
     /// The limits in use.
@@ -211,12 +228,13 @@ impl Acceptor {
                 return refuse(io, reject_response(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), ""), e).await
             }
         };
-        let resp = accept_response(&upgrade, protocol.as_deref(), None, &accept.headers);
+        let (ext_header, ext) = self.negotiate(&upgrade).unzip();
+        let resp = accept_response(&upgrade, protocol.as_deref(), ext_header.as_deref(), &accept.headers);
         io.write_all(&resp).await?;
         io.flush().await?;
         let rest = buf.split_off(head_len);
-        let info = Info { url: Some(req.uri().to_string()), protocol, extensions: None };
-        Ok(WebSocket::from_parts(io, Role::Server, cfg.clone(), rest, info))
+        let info = Info { url: Some(req.uri().to_string()), protocol, extensions: ext_header };
+        Ok(WebSocket::from_parts(io, Role::Server, cfg.clone(), rest, info, ext))
     }
 
     fn choose_protocol(&self, up: &UpgradeRequest, chosen: Option<String>) -> Result<Option<String>, HandshakeError> {
@@ -249,8 +267,13 @@ impl Acceptor {
             let v = HeaderValue::from_str(p).map_err(|_| HandshakeError::BadSubprotocol)?;
             h.insert(http::header::SEC_WEBSOCKET_PROTOCOL, v);
         }
-        let info = Info { url: Some(req.uri().to_string()), protocol, extensions: None };
-        let fut = UpgradeFut { on: hyper::upgrade::on(req), config: Some(self.config.clone()), info: Some(info) };
+        let (ext_header, ext) = self.negotiate(&up).unzip();
+        if let Some(e) = &ext_header {
+            let v = HeaderValue::from_str(e).map_err(|_| HandshakeError::Malformed("extension response"))?;
+            h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
+        let info = Info { url: Some(req.uri().to_string()), protocol, extensions: ext_header };
+        let fut = UpgradeFut { on: hyper::upgrade::on(req), config: Some(self.config.clone()), info: Some(info), ext };
         Ok((resp, fut))
     }
 }
@@ -277,6 +300,7 @@ pub struct UpgradeFut {
     on: hyper::upgrade::OnUpgrade,
     config: Option<Config>,
     info: Option<Info>,
+    ext: Option<Box<dyn Extension>>,
 }
 
 impl Future for UpgradeFut {
@@ -289,6 +313,7 @@ impl Future for UpgradeFut {
         };
         let config = self.config.take().unwrap_or_default();
         let info = self.info.take().unwrap_or_default();
-        Poll::Ready(Ok(WebSocket::from_parts(TokioIo::new(upgraded), Role::Server, config, BytesMut::new(), info)))
+        let ext = self.ext.take();
+        Poll::Ready(Ok(WebSocket::from_parts(TokioIo::new(upgraded), Role::Server, config, BytesMut::new(), info, ext)))
     }
 }

@@ -13,7 +13,7 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
-use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Connection, Message, OpCode, ReadyState, Role};
+use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Connection, Extension, Message, OpCode, ReadyState, Role};
 
 use crate::error::Error;
 
@@ -295,11 +295,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a transport on which the opening handshake is already done. `read_buf` holds
     /// bytes read past the handshake (the first frames), if any.
     pub fn from_raw(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
-        Self::from_parts(io, role, config, read_buf, Info::default())
+        Self::from_parts(io, role, config, read_buf, Info::default(), None)
     }
 
-    pub(crate) fn from_parts(io: S, role: Role, config: Config, read_buf: BytesMut, info: Info) -> Self {
-        let proto = Connection::new(role, config, Instant::now());
+    pub(crate) fn from_parts(
+        io: S,
+        role: Role,
+        config: Config,
+        read_buf: BytesMut,
+        info: Info,
+        ext: Option<Box<dyn Extension>>,
+    ) -> Self {
+        let mut proto = Connection::new(role, config, Instant::now());
+        if let Some(ext) = ext {
+            proto = proto.with_extension(ext);
+        }
         WebSocket {
             inner: Inner {
                 io,
@@ -329,6 +339,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
         self.inner.encode(msg.into())?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Sends a data message that the negotiated compression must not touch: use it for a
+    /// message that mixes a secret with data an attacker chooses (compression oracles).
+    pub async fn send_uncompressed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        let (op, payload) = match msg.into() {
+            Message::Text(t) => (OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b),
+            other => return self.send(other).await,
+        };
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.proto.send_uncompressed(op, &payload, &mut self.inner.wbuf)?;
         poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 

@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const SIZES: [usize; 6] = [0, 125, 126, 65535, 65536, 16 << 20];
-const CODES: [u16; 16] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
+const CODES: [u16; 16] =
+    [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
 
 fn big() -> Config {
     Config::default().with_max_message_size(64 << 20).with_max_frame_size(64 << 20)
@@ -37,7 +38,8 @@ async fn run_peer_client(program: &str, script: &str, url: &str, ca: Option<&std
     if let Some(ca) = ca {
         cmd.arg(ca);
     }
-    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output()).await.expect("peer client timed out").unwrap();
+    let out =
+        tokio::time::timeout(Duration::from_secs(180), cmd.output()).await.expect("peer client timed out").unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{script} {url}: {}", stdout.trim());
@@ -46,7 +48,11 @@ async fn run_peer_client(program: &str, script: &str, url: &str, ca: Option<&std
 }
 
 /// Starts a peer echo server; returns the child (killed on drop) and its port.
-async fn start_peer_server(program: &str, script: &str, tls: Option<(&std::path::Path, &std::path::Path)>) -> (tokio::process::Child, u16) {
+async fn start_peer_server(
+    program: &str,
+    script: &str,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> (tokio::process::Child, u16) {
     let mut cmd = Command::new(program);
     cmd.arg(interop_dir().join(script)).current_dir(interop_dir()).stdout(Stdio::piped()).kill_on_drop(true);
     if let Some((c, k)) = tls {
@@ -54,7 +60,11 @@ async fn start_peer_server(program: &str, script: &str, tls: Option<(&std::path:
     }
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("peer server did not start").unwrap().unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("peer server did not start")
+        .unwrap()
+        .unwrap();
     (child, line.trim().parse().unwrap())
 }
 
@@ -162,6 +172,8 @@ fn tempdir() -> std::path::PathBuf {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    h.write_u64(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+    );
     h.finish()
 }

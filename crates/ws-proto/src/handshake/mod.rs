@@ -93,6 +93,9 @@ pub enum HandshakeError {
     /// Client: the server answered with an extension we did not offer (security: H12).
     #[error("server selected extension {0:?} that was not offered")]
     UnrequestedExtension(String),
+    /// Client: the server's extension parameters are not acceptable (security: D5).
+    #[error("unacceptable extension response: {0}")]
+    BadExtensionResponse(String),
     /// Client API misuse: a header name or value, or a subprotocol, that is not valid
     /// (CR/LF injection and the like), rejected at construction (security: H13).
     #[error("invalid {0}")]

@@ -294,7 +294,8 @@ pub fn peer_available(name: &str, program: &str, args: &[&str]) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        let why = format!("{name} is not installed (run: pip install -r interop/requirements.txt; npm ci --prefix interop)");
+        let why =
+            format!("{name} is not installed (run: pip install -r interop/requirements.txt; npm ci --prefix interop)");
         if std::env::var("SWITCHBOARD_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
             panic!("{why}");
         }
