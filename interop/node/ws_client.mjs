@@ -1,12 +1,14 @@
 // Node `ws` as a client against a Switchboard WebSocket echo server.
 // usage: node ws_client.mjs URL [CA_PEM]
 // Runs the interop matrix and exits non-zero if any check fails.
+// INTEROP_DEFLATE=1 turns permessage-deflate on and checks that it was negotiated.
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 
 const [url, caPath] = process.argv.slice(2);
-const opts = { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 };
+const deflate = process.env.INTEROP_DEFLATE === '1';
+const opts = { perMessageDeflate: deflate ? { threshold: 0 } : false, maxPayload: 64 * 1024 * 1024 };
 if (caPath) opts.ca = readFileSync(caPath);
 const SIZES = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024];
 const CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
@@ -29,6 +31,7 @@ function open() {
 }
 
 const ws = await open();
+check(deflate ? 'permessage-deflate negotiated' : 'no extension', ws.extensions.includes('permessage-deflate') === deflate);
 for (const n of SIZES) {
   const text = 'é'.repeat(Math.floor(n / 2)) + 'a'.repeat(n % 2);
   ws.send(text);

@@ -1,11 +1,13 @@
 // Node `ws` echo server for Switchboard's client interop tests.
 // usage: node ws_server.mjs [CERT_PEM KEY_PEM]   (prints the port, then serves)
+// INTEROP_DEFLATE=1 turns permessage-deflate on.
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { WebSocketServer } from 'ws';
 
 const [cert, key] = process.argv.slice(2);
-const opts = { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 };
+const deflate = process.env.INTEROP_DEFLATE === '1';
+const opts = { perMessageDeflate: deflate ? { threshold: 0 } : false, maxPayload: 64 * 1024 * 1024 };
 let wss;
 if (cert) {
   const server = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) });

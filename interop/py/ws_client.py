@@ -3,7 +3,8 @@
 usage: ws_client.py URL [CA_PEM]
 
 Runs the interop matrix (sizes, text/binary, fragmented messages, ping/pong, every valid
-close code) and exits non-zero if any check fails.
+close code) and exits non-zero if any check fails. INTEROP_DEFLATE=1 turns permessage-deflate
+on (websockets' default) and checks that it was negotiated.
 """
 import asyncio
 import os
@@ -17,7 +18,8 @@ CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
 
 
 async def main(url, ca):
-    kw = dict(max_size=None, compression=None, open_timeout=10, close_timeout=10)
+    deflate = os.environ.get("INTEROP_DEFLATE") == "1"
+    kw = dict(max_size=None, compression="deflate" if deflate else None, open_timeout=10, close_timeout=10)
     if url.startswith("wss:"):
         kw["ssl"] = ssl.create_default_context(cafile=ca)
     results = []
@@ -28,6 +30,8 @@ async def main(url, ca):
             print(f"FAIL {name}", flush=True)
 
     async with connect(url, **kw) as ws:
+        ext = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        check("permessage-deflate negotiated" if deflate else "no extension", ("permessage-deflate" in ext) == deflate)
         for n in SIZES:
             text = "é" * (n // 2) + "a" * (n % 2)
             await ws.send(text)

@@ -1,8 +1,10 @@
 """Python `websockets` echo server for Switchboard's client interop tests.
 
 usage: ws_server.py [CERT_PEM KEY_PEM]   (prints the port it listens on, then serves)
+INTEROP_DEFLATE=1 turns permessage-deflate on.
 """
 import asyncio
+import os
 import ssl
 import sys
 
@@ -21,7 +23,8 @@ async def echo(ws):
 
 
 async def main():
-    kw = dict(max_size=None, compression=None)
+    deflate = os.environ.get("INTEROP_DEFLATE") == "1"
+    kw = dict(max_size=None, compression="deflate" if deflate else None)
     if len(sys.argv) > 2:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[1], sys.argv[2])

@@ -1,7 +1,8 @@
 //! Interop with real peers, both directions: Python `websockets` (pip) and Node `ws` (npm) as
 //! clients of our server and as servers for our client, over ws:// and wss:// (test CA).
 //! Matrix: 0 B, 125/126/65535/65536 B and 16 MiB messages, text and binary, fragmented
-//! messages, ping/pong, every valid close code.
+//! messages, ping/pong, every valid close code. Then the same with permessage-deflate on, and
+//! headless Chromium's native WebSocket (which offers it) driven by playwright-core.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
+use switchboard_ws::proto::deflate::DeflateConfig;
 use switchboard_ws::{Acceptor, ClientBuilder, CloseCode, CloseFrame, Config, Message, OpCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -32,9 +34,10 @@ fn node() -> bool {
 }
 
 /// Runs a peer client script against `url`; it exits 0 when its whole matrix passed.
-async fn run_peer_client(program: &str, script: &str, url: &str, ca: Option<&std::path::Path>) {
+async fn run_peer_client(program: &str, script: &str, url: &str, ca: Option<&std::path::Path>, deflate: bool) {
     let mut cmd = Command::new(program);
     cmd.arg(interop_dir().join(script)).arg(url).current_dir(interop_dir()).kill_on_drop(true);
+    cmd.env("INTEROP_DEFLATE", if deflate { "1" } else { "0" });
     if let Some(ca) = ca {
         cmd.arg(ca);
     }
@@ -52,9 +55,11 @@ async fn start_peer_server(
     program: &str,
     script: &str,
     tls: Option<(&std::path::Path, &std::path::Path)>,
+    deflate: bool,
 ) -> (tokio::process::Child, u16) {
     let mut cmd = Command::new(program);
     cmd.arg(interop_dir().join(script)).current_dir(interop_dir()).stdout(Stdio::piped()).kill_on_drop(true);
+    cmd.env("INTEROP_DEFLATE", if deflate { "1" } else { "0" });
     if let Some((c, k)) = tls {
         cmd.arg(c).arg(k);
     }
@@ -69,12 +74,26 @@ async fn start_peer_server(
 }
 
 /// Our client through the whole matrix against an echo server at `url`.
-async fn client_matrix(url: &str, ca_pem: Option<&str>) {
+async fn client_matrix(url: &str, ca_pem: Option<&str>, deflate: bool) {
     let mut builder = ClientBuilder::new(url).config(big());
     if let Some(pem) = ca_pem {
         builder = builder.add_root_certificates_pem(pem.as_bytes()).unwrap();
     }
+    if deflate {
+        builder = builder.deflate(DeflateConfig::default());
+    }
     let mut ws = builder.clone().connect().await.unwrap();
+    assert_eq!(
+        ws.extensions().is_some_and(|e| e.contains("permessage-deflate")),
+        deflate,
+        "{url}: extensions {:?}",
+        ws.extensions()
+    );
+    if deflate {
+        let text = "switchboard compresses well ".repeat(5000);
+        ws.send(text.as_str()).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(text), "{url}: compressible text");
+    }
     for n in SIZES {
         let text = "é".repeat(n / 2) + &"a".repeat(n % 2);
         ws.send(text.as_str()).await.unwrap();
@@ -114,12 +133,14 @@ async fn python_websockets_client_against_our_server() {
         return;
     }
     let addr = echo_server(Acceptor::new().config(big())).await;
-    run_peer_client("python3", "py/ws_client.py", &format!("ws://{addr}/"), None).await;
+    run_peer_client("python3", "py/ws_client.py", &format!("ws://{addr}/"), None, false).await;
     let (addr, pki) = tls_echo_server(Acceptor::new().config(big())).await;
     let dir = tempdir();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    run_peer_client("python3", "py/ws_client.py", &format!("wss://localhost:{}/", addr.port()), Some(&ca)).await;
+    run_peer_client("python3", "py/ws_client.py", &format!("wss://localhost:{}/", addr.port()), Some(&ca), false).await;
+    let addr = echo_server(Acceptor::new().config(big()).deflate(DeflateConfig::default())).await;
+    run_peer_client("python3", "py/ws_client.py", &format!("ws://{addr}/"), None, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,24 +149,28 @@ async fn node_ws_client_against_our_server() {
         return;
     }
     let addr = echo_server(Acceptor::new().config(big())).await;
-    run_peer_client("node", "node/ws_client.mjs", &format!("ws://{addr}/"), None).await;
+    run_peer_client("node", "node/ws_client.mjs", &format!("ws://{addr}/"), None, false).await;
     let (addr, pki) = tls_echo_server(Acceptor::new().config(big())).await;
     let dir = tempdir();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    run_peer_client("node", "node/ws_client.mjs", &format!("wss://localhost:{}/", addr.port()), Some(&ca)).await;
+    run_peer_client("node", "node/ws_client.mjs", &format!("wss://localhost:{}/", addr.port()), Some(&ca), false).await;
+    let addr = echo_server(Acceptor::new().config(big()).deflate(DeflateConfig::default())).await;
+    run_peer_client("node", "node/ws_client.mjs", &format!("ws://{addr}/"), None, true).await;
 }
 
 async fn our_client_against(program: &str, script: &str) {
-    let (_child, port) = start_peer_server(program, script, None).await;
-    client_matrix(&format!("ws://127.0.0.1:{port}/"), None).await;
+    let (_child, port) = start_peer_server(program, script, None, false).await;
+    client_matrix(&format!("ws://127.0.0.1:{port}/"), None, false).await;
+    let (_child, port) = start_peer_server(program, script, None, true).await;
+    client_matrix(&format!("ws://127.0.0.1:{port}/"), None, true).await;
     let pki = certs::make_pki(&["localhost", "127.0.0.1"]).unwrap();
     let dir = tempdir();
     let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&c, &pki.cert_pem).unwrap();
     std::fs::write(&k, &pki.key_pem).unwrap();
-    let (_child, port) = start_peer_server(program, script, Some((&c, &k))).await;
-    client_matrix(&format!("wss://localhost:{port}/"), Some(&pki.ca_pem)).await;
+    let (_child, port) = start_peer_server(program, script, Some((&c, &k)), false).await;
+    client_matrix(&format!("wss://localhost:{port}/"), Some(&pki.ca_pem), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,6 +185,17 @@ async fn our_client_against_node_ws_server() {
     if node() {
         our_client_against("node", "node/ws_server.mjs").await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_native_websocket_with_deflate_against_our_server() {
+    if !(peer_available("chromium", "chromium", &["--version"])
+        && peer_available("playwright-core", "node", &["-e", "require('playwright-core')"]))
+    {
+        return;
+    }
+    let addr = echo_server(Acceptor::new().config(big()).deflate(DeflateConfig::default())).await;
+    run_peer_client("node", "node/chromium_ws.mjs", &format!("ws://{addr}/"), None, true).await;
 }
 
 /// A fresh directory under the target dir (no extra dependency for temp files).
