@@ -216,9 +216,14 @@ impl DeflateConfig {
     }
 }
 
+/// Compressors (by window bits) and inflaters of sides without context takeover.
+struct Pool {
+    deflaters: Vec<(u8, Compress)>,
+    inflaters: Vec<Decompress>,
+}
+
 thread_local! {
-    /// Compressors and inflaters of sides without context takeover, by window bits.
-    static POOL: RefCell<(Vec<(u8, Compress)>, Vec<Decompress>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { deflaters: Vec::new(), inflaters: Vec::new() }) };
 }
 const POOL_MAX: usize = 4;
 
@@ -274,8 +279,8 @@ impl Deflate {
         if !self.out_takeover {
             let pooled = POOL.with(|p| {
                 let mut p = p.borrow_mut();
-                let i = p.0.iter().position(|(b, _)| *b == bits)?;
-                Some(p.0.swap_remove(i).1)
+                let i = p.deflaters.iter().position(|(b, _)| *b == bits)?;
+                Some(p.deflaters.swap_remove(i).1)
             });
             if let Some(c) = pooled {
                 return c;
@@ -292,8 +297,8 @@ impl Deflate {
             let bits = self.out_bits;
             POOL.with(|p| {
                 let mut p = p.borrow_mut();
-                if p.0.len() < POOL_MAX {
-                    p.0.push((bits, c));
+                if p.deflaters.len() < POOL_MAX {
+                    p.deflaters.push((bits, c));
                 }
             });
         }
@@ -304,7 +309,7 @@ impl Deflate {
             return d;
         }
         if !self.in_takeover {
-            if let Some(d) = POOL.with(|p| p.borrow_mut().1.pop()) {
+            if let Some(d) = POOL.with(|p| p.borrow_mut().inflaters.pop()) {
                 return d;
             }
         }
@@ -319,8 +324,8 @@ impl Deflate {
             d.reset(false);
             POOL.with(|p| {
                 let mut p = p.borrow_mut();
-                if p.1.len() < POOL_MAX {
-                    p.1.push(d);
+                if p.inflaters.len() < POOL_MAX {
+                    p.inflaters.push(d);
                 }
             });
         }
