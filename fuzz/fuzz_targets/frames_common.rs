@@ -1,9 +1,12 @@
 //! Shared driver of the frame fuzz targets: the first bytes choose the read size and when
-//! timers fire; the rest is the wire input.
+//! timers fire (and, by its top bit, whether permessage-deflate is on: then compressed
+//! messages and corrupt deflate streams are exercised too); the rest is the wire input.
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use switchboard_ws_proto::deflate::{Deflate, DeflateConfig};
+use switchboard_ws_proto::handshake::parse_extensions;
 use switchboard_ws_proto::{Config, Connection, Message, ReadyState, Role};
 
 pub fn run(role: Role, data: &[u8]) {
@@ -17,6 +20,13 @@ pub fn run(role: Role, data: &[u8]) {
     let t0 = Instant::now();
     let mut now = t0;
     let mut c = Connection::new(role, cfg, t0);
+    if tick & 0x80 != 0 {
+        let dc = DeflateConfig::default();
+        let offer = parse_extensions([dc.client_offer().as_bytes()]).unwrap_or_default();
+        if let Some(agreed) = dc.negotiate_server(&offer) {
+            c = c.with_extension(Box::new(Deflate::new(agreed, role == Role::Server, &dc)));
+        }
+    }
     let mut buf = BytesMut::new();
     let mut out = BytesMut::new();
     let mut saw_close = false;
@@ -41,7 +51,7 @@ pub fn run(role: Role, data: &[u8]) {
                 }
             }
         }
-        if i % usize::from(*tick).max(1) == 0 {
+        if i % usize::from(*tick & 0x7f).max(1) == 0 {
             now += Duration::from_millis(700);
             let _ = c.handle_timeout(now);
         }
