@@ -3,18 +3,52 @@
 //! `cargo run --release -p switchboard-ws --example echo_server -- 127.0.0.1:9001`
 //!
 //! Also the target for load tests and conformance tools (limits raised to 64 MiB messages).
+//! Replies to a burst of messages are batched into one write (`try_recv` + `try_send` +
+//! `flush`). Environment: `DEFLATE=1` enables permessage-deflate; `REUSEPORT=1` binds with
+//! `SO_REUSEPORT` so several processes can share the port.
 
 use std::error::Error;
 
-use switchboard_ws::{Acceptor, Config, Message};
-use tokio::net::TcpListener;
+use switchboard_ws::proto::deflate::DeflateConfig;
+use switchboard_ws::{Acceptor, Config, Message, WebSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+fn listen(addr: &str) -> Result<TcpListener, Box<dyn Error>> {
+    let addr: std::net::SocketAddr = addr.parse()?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if std::env::var("REUSEPORT").is_ok_and(|v| v == "1") {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    Ok(socket.listen(4096)?)
+}
+
+async fn echo(mut ws: WebSocket<TcpStream>) -> Result<(), switchboard_ws::Error> {
+    while let Some(msg) = ws.recv().await {
+        let mut next = Some(msg?);
+        while let Some(m) = next.take() {
+            if matches!(m, Message::Text(_) | Message::Binary(_)) {
+                if let Err(switchboard_ws::Error::WriteBufferFull(m)) = ws.try_send(m) {
+                    ws.send(*m).await?;
+                }
+            }
+            next = ws.try_recv().transpose()?;
+        }
+        ws.flush().await?;
+    }
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = listen(&addr)?;
     let config = Config::default().with_max_message_size(64 << 20).with_max_frame_size(64 << 20);
-    let acceptor = Acceptor::new().config(config);
+    let mut acceptor = Acceptor::new().config(config);
+    if std::env::var("DEFLATE").is_ok_and(|v| v == "1") {
+        acceptor = acceptor.deflate(DeflateConfig::default());
+    }
     println!("echo server listening on ws://{}", listener.local_addr()?);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -29,26 +63,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let mut ws = match acceptor.accept(tcp).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    eprintln!("{peer}: handshake failed: {e}");
-                    return;
-                }
-            };
-            while let Some(msg) = ws.recv().await {
-                match msg {
-                    Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                        if ws.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
+            match acceptor.accept(tcp).await {
+                Ok(ws) => {
+                    if let Err(e) = echo(ws).await {
                         eprintln!("{peer}: {e}");
-                        break;
                     }
                 }
+                Err(e) => eprintln!("{peer}: handshake failed: {e}"),
             }
         });
     }

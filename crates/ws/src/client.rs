@@ -277,7 +277,8 @@ async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .filter(|_| ext.is_some());
-    let rest = buf.split_off(head_len);
+    // Copy what followed the head (usually nothing) so the handshake buffer is freed.
+    let rest = BytesMut::from(&buf[head_len..]);
     let info = Info { url, protocol: negotiated.protocol, extensions };
     Ok(WebSocket::from_parts(io, Role::Client, config, rest, info, ext))
 }

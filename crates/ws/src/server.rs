@@ -232,7 +232,8 @@ impl Acceptor {
         let resp = accept_response(&upgrade, protocol.as_deref(), ext_header.as_deref(), &accept.headers);
         io.write_all(&resp).await?;
         io.flush().await?;
-        let rest = buf.split_off(head_len);
+        // Copy what followed the head (usually nothing) so the handshake buffer is freed.
+        let rest = BytesMut::from(&buf[head_len..]);
         let info = Info { url: Some(req.uri().to_string()), protocol, extensions: ext_header };
         Ok(WebSocket::from_parts(io, Role::Server, cfg.clone(), rest, info, ext))
     }

@@ -17,9 +17,20 @@ use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Connection, Extension,
 
 use crate::error::Error;
 
-/// Read and write buffers above this capacity are released once empty, so one large message
-/// does not pin memory for the rest of a long-lived connection.
+/// A write buffer above this capacity is released once empty, so one large message does not
+/// pin memory for the rest of a long-lived connection.
 const SHRINK_ABOVE: usize = 64 << 10;
+
+/// Size of the per-thread blocks that reads land in (see [`Inner::poll_fill`]).
+const SCRATCH_BLOCK: usize = 64 << 10;
+
+thread_local! {
+    /// The block reads go into when a connection has nothing pending. Filled bytes are split
+    /// off to the connection (and frozen into messages without copying); the block's unused
+    /// capacity serves the next read on this thread. An idle connection therefore holds no read
+    /// buffer at all.
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
 
 /// What the handshake settled, kept for the application.
 #[derive(Debug, Default, Clone)]
@@ -133,7 +144,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Ready(Some(Ok(m)));
                 }
                 Ok(None) => {
-                    if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+                    if self.rbuf.is_empty() {
+                        // Drop our view of the read block (or a grown buffer) while idle.
                         self.rbuf = BytesMut::new();
                     }
                 }
@@ -186,10 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if self.read_eof {
                 return Poll::Pending;
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                self.rbuf.reserve(self.proto.config().read_chunk_size);
-            }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            match self.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
                     self.read_eof = true;
@@ -206,6 +215,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
+        }
+    }
+
+    /// Reads from the transport. With nothing pending, the read lands in the thread's scratch
+    /// block and the filled part is split off into `rbuf` (no copy); with a partial frame
+    /// pending, it appends to `rbuf`, which grows by at most `read_chunk_size` beyond what is
+    /// buffered (never by a declared frame length).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.rbuf.is_empty() {
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(self.proto.config().read_chunk_size);
+            }
+            return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf);
+        }
+        SCRATCH.with(|cell| {
+            let mut block = cell.borrow_mut();
+            if block.capacity() - block.len() < 4096 {
+                *block = BytesMut::with_capacity(SCRATCH_BLOCK);
+            }
+            let r = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut *block);
+            if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                self.rbuf = block.split();
+            }
+            r
+        })
+    }
+
+    /// The next message if one is already buffered; never touches the transport.
+    fn try_next_msg(&mut self) -> Option<Result<Message, Error>> {
+        if self.finished {
+            return None;
+        }
+        let r = self.proto.read(&mut self.rbuf, Instant::now());
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        self.proto.poll_transmit(&mut self.wbuf);
+        match r {
+            Ok(Some(m)) => Some(Ok(m)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
         }
     }
 
@@ -332,6 +382,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// automatically), then `None`.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.inner.poll_next_msg(cx)).await
+    }
+
+    /// The next message if it is already buffered, without waiting or touching the transport.
+    ///
+    /// With [`try_send`](Self::try_send) and [`flush`](Self::flush) it lets a loop answer a
+    /// burst of messages with one write:
+    ///
+    /// ```no_run
+    /// # async fn echo(mut ws: switchboard_ws::WebSocket<tokio::net::TcpStream>) -> Result<(), switchboard_ws::Error> {
+    /// while let Some(msg) = ws.recv().await {
+    ///     let mut next = Some(msg?);
+    ///     while let Some(m) = next.take() {
+    ///         if m.is_data() {
+    ///             if let Err(switchboard_ws::Error::WriteBufferFull(m)) = ws.try_send(m) {
+    ///                 ws.send(*m).await?;
+    ///             }
+    ///         }
+    ///         next = ws.try_recv().transpose()?;
+    ///     }
+    ///     ws.flush().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn try_recv(&mut self) -> Option<Result<Message, Error>> {
+        self.inner.try_next_msg()
     }
 
     /// Sends a message, waiting while the write buffer is above its high-water mark, and
