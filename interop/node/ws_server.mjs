@@ -1,6 +1,6 @@
 // Node `ws` echo server for Switchboard's client interop tests.
 // usage: node ws_server.mjs [CERT_PEM KEY_PEM]   (prints the port, then serves)
-// INTEROP_DEFLATE=1 turns permessage-deflate on.
+// INTEROP_DEFLATE=1 turns permessage-deflate on; PORT fixes the port (default: any free one).
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { WebSocketServer } from 'ws';
@@ -12,9 +12,9 @@ let wss;
 if (cert) {
   const server = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) });
   wss = new WebSocketServer({ ...opts, server });
-  server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+  server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => console.log(server.address().port));
 } else {
-  wss = new WebSocketServer({ ...opts, host: '127.0.0.1', port: 0 });
+  wss = new WebSocketServer({ ...opts, host: '127.0.0.1', port: Number(process.env.PORT || 0) });
   wss.on('listening', () => console.log(wss.address().port));
 }
 wss.on('connection', (ws) => {

@@ -78,6 +78,7 @@ pub struct ClientBuilder {
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     deflate: Option<DeflateConfig>,
+    local: Option<std::net::IpAddr>,
 }
 
 impl ClientBuilder {
@@ -93,7 +94,39 @@ impl ClientBuilder {
             tls: None,
             connect_timeout: Duration::from_secs(10),
             deflate: None,
+            local: None,
         }
+    }
+
+    /// Binds the connection to this local address before connecting (a multi-homed host, or
+    /// a load generator spreading connections over several loopback addresses).
+    #[must_use]
+    pub fn local_address(mut self, ip: std::net::IpAddr) -> Self {
+        self.local = Some(ip);
+        self
+    }
+
+    async fn tcp_connect(&self, target: &Target) -> Result<TcpStream, Error> {
+        let Some(local) = self.local else {
+            return Ok(TcpStream::connect((target.host.as_str(), target.port)).await?);
+        };
+        let mut last = None;
+        for addr in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
+            if addr.is_ipv4() != local.is_ipv4() {
+                continue;
+            }
+            let socket =
+                if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            socket.bind(std::net::SocketAddr::new(local, 0))?;
+            match socket.connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Url(format!("{}: no address of the local address's family", target.host)),
+            Error::Io,
+        ))
     }
 
     /// Offers permessage-deflate (RFC 7692) with these settings. A server answer the client
@@ -204,7 +237,7 @@ impl ClientBuilder {
     pub async fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let target = parse_url(&self.url)?;
         let req = self.request(&target)?;
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((target.host.as_str(), target.port)))
+        let tcp = tokio::time::timeout(self.connect_timeout, self.tcp_connect(&target))
             .await
             .map_err(|_| Error::ConnectTimeout)??;
         tcp.set_nodelay(true)?;
