@@ -1,5 +1,6 @@
 //! The connection state machine: frames in, messages out, owed replies and timers as outputs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -78,9 +79,11 @@ struct Assembly {
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared by every connection of an acceptor: limits cost one pointer per connection.
+    config: Arc<Config>,
     ext: Option<Box<dyn Extension>>,
-    assembly: Option<Assembly>,
+    /// Boxed: fragmented messages are rare, and idle connections should stay small.
+    assembly: Option<Box<Assembly>>,
     /// The latest ping payload not yet answered (pongs are coalesced, RFC 6455 §5.5.3).
     pending_pong: Option<Bytes>,
     /// A keepalive ping to send.
@@ -100,8 +103,9 @@ pub struct Connection {
 
 impl Connection {
     /// A connection in the open state, as after a successful handshake. `now` starts the
-    /// keepalive timer.
-    pub fn new(role: Role, config: Config, now: Instant) -> Self {
+    /// keepalive timer. Pass an `Arc<Config>` to share one configuration among connections.
+    pub fn new(role: Role, config: impl Into<Arc<Config>>, now: Instant) -> Self {
+        let config = config.into();
         let next_ping = config.ping_interval.map(|d| now + d);
         Connection {
             role,
@@ -276,14 +280,14 @@ impl Connection {
                 if h.fin && !transformed {
                     return Ok(Some(finish(text, payload)?));
                 }
-                let mut a = Assembly {
+                let mut a = Box::new(Assembly {
                     text,
                     data: BytesMut::new(),
                     frames: 1,
                     utf8_checked: 0,
                     transformed,
                     deadline: self.config.message_timeout.map(|d| now + d),
-                };
+                });
                 if transformed {
                     self.decode_into(&mut a, &payload, h.fin)?;
                 } else {
@@ -470,6 +474,26 @@ impl Connection {
         Ok(())
     }
 
+    /// The header of an unmasked data frame carrying `len` bytes sent as they are, so the
+    /// caller can write the payload from its own buffer (a vectored write, no copy; the same
+    /// `Bytes` can go to many connections). `None` when the frame cannot be sent that way
+    /// (a client masks its frames; a negotiated extension may transform the payload): use
+    /// [`send`](Self::send) then.
+    pub fn data_frame_header(
+        &mut self,
+        opcode: OpCode,
+        len: usize,
+    ) -> Result<Option<([u8; MAX_HEADER_LEN], usize)>, SendError> {
+        self.ensure_open()?;
+        if self.role == Role::Client || self.ext.is_some() {
+            return Ok(None);
+        }
+        let h = FrameHeader { fin: true, rsv: 0, opcode: data_opcode(opcode), mask: None, payload_len: len as u64 };
+        let mut hb = [0u8; MAX_HEADER_LEN];
+        let n = h.encode(&mut hb);
+        Ok(Some((hb, n)))
+    }
+
     /// Like [`send`](Self::send) but never transformed by the extension: the "do not
     /// compress" switch for a message that mixes a secret with attacker-chosen data
     /// (compression oracles, security: D8).
@@ -582,7 +606,7 @@ fn check_partial_utf8(a: &mut Assembly) -> Result<(), ProtocolError> {
     }
 }
 
-fn finish_assembly(a: Assembly) -> Result<Message, ProtocolError> {
+fn finish_assembly(a: Box<Assembly>) -> Result<Message, ProtocolError> {
     if a.text && a.utf8_checked != a.data.len() {
         // A character cut off by the end of the message.
         return Err(ProtocolError::InvalidUtf8);

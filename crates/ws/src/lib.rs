@@ -38,6 +38,7 @@ mod server;
 mod socket;
 mod stream;
 pub mod tls;
+mod wqueue;
 
 pub use switchboard_ws_proto as proto;
 pub use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Message, OpCode, ReadyState, Role, Utf8Bytes};

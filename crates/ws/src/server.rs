@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -109,7 +110,7 @@ impl Reject {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Acceptor {
-    config: Config,
+    config: Arc<Config>,
     origins: OriginPolicy,
     protocols: Vec<String>,
     deflate: Option<DeflateConfig>,
@@ -124,7 +125,7 @@ impl Acceptor {
     /// Sets the limits and timers.
     #[must_use]
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.config = Arc::new(config);
         self
     }
 
@@ -180,7 +181,9 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
         F: FnOnce(&Request<()>) -> Result<Accept, Reject>,
     {
-        match tokio::time::timeout(self.config.handshake_timeout, self.handshake(io, decide)).await {
+        // Boxed with its timer: the handshake's buffers, parsed request and deadline are freed
+        // as soon as it is done, instead of staying in the state of every connection's task.
+        match Box::pin(tokio::time::timeout(self.config.handshake_timeout, self.handshake(io, decide))).await {
             Ok(r) => r,
             Err(_) => Err(Error::HandshakeTimeout),
         }
@@ -235,7 +238,7 @@ impl Acceptor {
         // Copy what followed the head (usually nothing) so the handshake buffer is freed.
         let rest = BytesMut::from(&buf[head_len..]);
         let info = Info { url: Some(req.uri().to_string()), protocol, extensions: ext_header };
-        Ok(WebSocket::from_parts(io, Role::Server, cfg.clone(), rest, info, ext))
+        Ok(WebSocket::from_parts(io, Role::Server, self.config.clone(), rest, info, ext))
     }
 
     fn choose_protocol(&self, up: &UpgradeRequest, chosen: Option<String>) -> Result<Option<String>, HandshakeError> {
@@ -299,7 +302,7 @@ pub type UpgradedSocket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
 #[derive(Debug)]
 pub struct UpgradeFut {
     on: hyper::upgrade::OnUpgrade,
-    config: Option<Config>,
+    config: Option<Arc<Config>>,
     info: Option<Info>,
     ext: Option<Box<dyn Extension>>,
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,10 +16,7 @@ use tokio::time::Sleep;
 use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Connection, Extension, Message, OpCode, ReadyState, Role};
 
 use crate::error::Error;
-
-/// A write buffer above this capacity is released once empty, so one large message does not
-/// pin memory for the rest of a long-lived connection.
-const SHRINK_ABOVE: usize = 64 << 10;
+use crate::wqueue::{WriteQueue, ZERO_COPY_MIN};
 
 /// Size of the per-thread blocks that reads land in (see [`Inner::poll_fill`]).
 const SCRATCH_BLOCK: usize = 64 << 10;
@@ -73,7 +70,7 @@ pub(crate) struct Inner<S> {
     io: S,
     proto: Connection,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    wbuf: WriteQueue,
     sleep: Option<Pin<Box<Sleep>>>,
     sleep_at: Option<Instant>,
     read_eof: bool,
@@ -106,19 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Writes out the whole write buffer and flushes the transport.
     fn poll_flush_wbuf(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<()>> {
-        self.with_write_cx(cx, side, |this, cx| {
-            while !this.wbuf.is_empty() {
-                let n = ready!(Pin::new(&mut this.io).poll_write(cx, &this.wbuf))?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                this.wbuf.advance(n);
-            }
-            if this.wbuf.capacity() > SHRINK_ABOVE {
-                this.wbuf = BytesMut::new();
-            }
-            Pin::new(&mut this.io).poll_flush(cx)
-        })
+        self.with_write_cx(cx, side, |this, cx| this.wbuf.poll_write(&mut this.io, cx))
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<()>> {
@@ -133,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             let now = Instant::now();
             match self.proto.read(&mut self.rbuf, now) {
                 Ok(Some(m)) => {
-                    if self.proto.poll_transmit(&mut self.wbuf) {
+                    if self.wbuf.append(|out| self.proto.poll_transmit(out)) {
                         // Owed replies go out now if the transport takes them; if not, the
                         // next poll (read or write) finishes the job.
                         if let Poll::Ready(Err(e)) = self.poll_flush_wbuf(cx, Side::Reader) {
@@ -150,12 +135,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     }
                 }
                 Err(e) => {
-                    self.proto.poll_transmit(&mut self.wbuf);
+                    self.wbuf.append(|out| self.proto.poll_transmit(out));
                     let _ = self.poll_flush_wbuf(cx, Side::Reader);
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
-            self.proto.poll_transmit(&mut self.wbuf);
+            self.wbuf.append(|out| self.proto.poll_transmit(out));
             let flushed = match self.poll_flush_wbuf(cx, Side::Reader) {
                 Poll::Ready(Ok(())) => true,
                 Poll::Ready(Err(e)) => {
@@ -176,7 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if let Some(at) = self.proto.poll_timeout() {
                 if at <= now {
                     if let Err(e) = self.proto.handle_timeout(now) {
-                        self.proto.poll_transmit(&mut self.wbuf);
+                        self.wbuf.append(|out| self.proto.poll_transmit(out));
                         let _ = self.poll_flush_wbuf(cx, Side::Reader);
                         return Poll::Ready(Some(Err(e.into())));
                     }
@@ -251,7 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
-        self.proto.poll_transmit(&mut self.wbuf);
+        self.wbuf.append(|out| self.proto.poll_transmit(out));
         match r {
             Ok(Some(m)) => Some(Ok(m)),
             Ok(None) => None,
@@ -268,22 +253,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     fn encode(&mut self, msg: Message) -> Result<(), Error> {
-        let out = &mut self.wbuf;
-        match msg {
-            Message::Text(t) => self.proto.send(OpCode::Text, t.as_bytes(), out)?,
-            Message::Binary(b) => self.proto.send(OpCode::Binary, &b, out)?,
-            Message::Ping(p) => self.proto.ping(&p, out)?,
-            Message::Pong(p) => self.proto.pong(&p, out)?,
+        let (op, payload) = match msg {
+            Message::Text(t) => (OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b),
+            Message::Ping(p) => return Ok(self.wbuf.append(|out| self.proto.ping(&p, out))?),
+            Message::Pong(p) => return Ok(self.wbuf.append(|out| self.proto.pong(&p, out))?),
             Message::Close(f) => {
                 self.proto.close(f, Instant::now())?;
-                self.proto.poll_transmit(out);
+                self.wbuf.append(|out| self.proto.poll_transmit(out));
+                return Ok(());
+            }
+        };
+        if payload.len() >= ZERO_COPY_MIN {
+            if let Some((header, n)) = self.proto.data_frame_header(op, payload.len())? {
+                self.wbuf.append(|out| out.extend_from_slice(&header[..n]));
+                self.wbuf.push_bytes(payload);
+                return Ok(());
             }
         }
-        Ok(())
+        Ok(self.wbuf.append(|out| self.proto.send(op, &payload, out))?)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.proto.poll_transmit(&mut self.wbuf);
+        self.wbuf.append(|out| self.proto.poll_transmit(out));
         ready!(self.poll_flush_wbuf(cx, Side::Writer))?;
         Poll::Ready(Ok(()))
     }
@@ -328,7 +320,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 /// returns the message in [`Error::WriteBufferFull`]. Nothing is ever dropped silently.
 /// [`buffered_amount`](Self::buffered_amount) tells how much is waiting.
 pub struct WebSocket<S> {
-    inner: Inner<S>,
+    /// Boxed: the handle is one pointer, so moving it into tasks and async functions (which
+    /// may store their arguments twice) costs nothing per idle connection.
+    inner: Box<Inner<S>>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -351,7 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn from_parts(
         io: S,
         role: Role,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         read_buf: BytesMut,
         info: Info,
         ext: Option<Box<dyn Extension>>,
@@ -361,18 +355,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             proto = proto.with_extension(ext);
         }
         WebSocket {
-            inner: Inner {
+            inner: Box::new(Inner {
                 io,
                 proto,
                 rbuf: read_buf,
-                wbuf: BytesMut::new(),
+                wbuf: WriteQueue::default(),
                 sleep: None,
                 sleep_at: None,
                 read_eof: false,
                 finished: false,
                 info,
                 wakers: None,
-            },
+            }),
         }
     }
 
@@ -426,14 +420,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             other => return self.send(other).await,
         };
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.proto.send_uncompressed(op, &payload, &mut self.inner.wbuf)?;
+        let inner = &mut *self.inner;
+        inner.wbuf.append(|out| inner.proto.send_uncompressed(op, &payload, out))?;
         poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 
     /// Sends a data message split into fragments (one frame per element).
     pub async fn send_fragmented(&mut self, opcode: OpCode, fragments: &[&[u8]]) -> Result<(), Error> {
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.proto.send_fragmented(opcode, fragments, &mut self.inner.wbuf)?;
+        let inner = &mut *self.inner;
+        inner.wbuf.append(|out| inner.proto.send_fragmented(opcode, fragments, out))?;
         poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 
@@ -470,7 +466,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Splits into a read half and a write half that can live in different tasks.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let mut inner = self.inner;
+        let mut inner = *self.inner;
         inner.wakers = Some(Arc::new(WriteWakers::default()));
         let shared = Arc::new(Mutex::new(inner));
         (WsReader { inner: shared.clone() }, WsWriter { inner: shared })
