@@ -75,6 +75,9 @@ pub(crate) struct Inner<S> {
     sleep_at: Option<Instant>,
     read_eof: bool,
     finished: bool,
+    /// Time of the last poll of the read side: `try_recv` reuses it (deadlines only need
+    /// poll-level precision) instead of reading the clock per message.
+    now: Instant,
     info: Info,
     wakers: Option<Arc<WriteWakers>>,
 }
@@ -114,8 +117,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.finished {
             return Poll::Ready(None);
         }
+        let mut now = Instant::now();
+        self.now = now;
         loop {
-            let now = Instant::now();
             match self.proto.read(&mut self.rbuf, now) {
                 Ok(Some(m)) => {
                     if self.wbuf.append(|out| self.proto.poll_transmit(out)) {
@@ -176,6 +180,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.sleep_at = Some(at);
                 if let Some(s) = self.sleep.as_mut() {
                     if s.as_mut().poll(cx).is_ready() {
+                        // The deadline passed: look at the clock again, or it never looks due.
+                        now = Instant::now();
+                        self.now = now;
                         continue;
                     }
                 }
@@ -194,7 +201,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     }
                     return Poll::Ready(Some(Err(Error::AbnormalClosure)));
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => {
+                    now = Instant::now();
+                    self.now = now;
+                }
                 Poll::Ready(Err(e)) => {
                     self.finished = true;
                     return Poll::Ready(Some(Err(e.into())));
@@ -232,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.finished {
             return None;
         }
-        let r = self.proto.read(&mut self.rbuf, Instant::now());
+        let r = self.proto.read(&mut self.rbuf, self.now);
         if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
@@ -364,6 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 sleep_at: None,
                 read_eof: false,
                 finished: false,
+                now: Instant::now(),
                 info,
                 wakers: None,
             }),
