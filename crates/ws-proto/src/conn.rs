@@ -295,7 +295,7 @@ impl Connection {
                     check_partial_utf8(&mut a)?;
                 }
                 if h.fin {
-                    return Ok(Some(finish_assembly(a)?));
+                    return Ok(Some(finish_assembly(*a)?));
                 }
                 self.assembly = Some(a);
                 Ok(None)
@@ -312,7 +312,7 @@ impl Connection {
                     check_partial_utf8(&mut a)?;
                 }
                 if h.fin {
-                    return Ok(Some(finish_assembly(a)?));
+                    return Ok(Some(finish_assembly(*a)?));
                 }
                 self.assembly = Some(a);
                 Ok(None)
@@ -606,7 +606,7 @@ fn check_partial_utf8(a: &mut Assembly) -> Result<(), ProtocolError> {
     }
 }
 
-fn finish_assembly(a: Box<Assembly>) -> Result<Message, ProtocolError> {
+fn finish_assembly(a: Assembly) -> Result<Message, ProtocolError> {
     if a.text && a.utf8_checked != a.data.len() {
         // A character cut off by the end of the message.
         return Err(ProtocolError::InvalidUtf8);
