@@ -78,21 +78,35 @@ pub struct Agreed {
 impl Agreed {
     /// The `Sec-WebSocket-Extensions` response value for these parameters.
     pub fn response_header(&self) -> String {
-        let mut s = String::from(NAME);
-        if self.server_no_context_takeover {
-            s.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            s.push_str("; client_no_context_takeover");
-        }
-        if self.server_max_window_bits < 15 {
-            s.push_str(&format!("; server_max_window_bits={}", self.server_max_window_bits));
-        }
-        if self.client_max_window_bits < 15 {
-            s.push_str(&format!("; client_max_window_bits={}", self.client_max_window_bits));
-        }
-        s
+        let client_bits = if self.client_max_window_bits < 15 { Some(Some(self.client_max_window_bits)) } else { None };
+        header_value(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            client_bits,
+        )
     }
+}
+
+/// `permessage-deflate` with its parameters; 15-bit server windows are left implicit, and
+/// `client_bits` is omitted (`None`), bare (`Some(None)`) or valued (`Some(Some(b))`).
+fn header_value(snct: bool, cnct: bool, server_bits: u8, client_bits: Option<Option<u8>>) -> String {
+    let mut s = String::from(NAME);
+    if snct {
+        s.push_str("; server_no_context_takeover");
+    }
+    if cnct {
+        s.push_str("; client_no_context_takeover");
+    }
+    if server_bits < 15 {
+        s.push_str(&format!("; server_max_window_bits={server_bits}"));
+    }
+    match client_bits {
+        None => {}
+        Some(None) => s.push_str("; client_max_window_bits"),
+        Some(Some(b)) => s.push_str(&format!("; client_max_window_bits={b}")),
+    }
+    s
 }
 
 fn bits(v: Option<&str>) -> Option<u8> {
@@ -107,22 +121,13 @@ impl DeflateConfig {
     /// The client's offer: our wishes, and `client_max_window_bits` without a value so the
     /// server may choose.
     pub fn client_offer(&self) -> String {
-        let mut s = String::from(NAME);
-        if self.server_no_context_takeover {
-            s.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            s.push_str("; client_no_context_takeover");
-        }
-        if self.server_max_window_bits < 15 {
-            s.push_str(&format!("; server_max_window_bits={}", self.server_max_window_bits));
-        }
-        if self.client_max_window_bits < 15 {
-            s.push_str(&format!("; client_max_window_bits={}", self.client_max_window_bits));
-        } else {
-            s.push_str("; client_max_window_bits");
-        }
-        s
+        let client_bits = if self.client_max_window_bits < 15 { Some(self.client_max_window_bits) } else { None };
+        header_value(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            Some(client_bits),
+        )
     }
 
     /// Server: picks the first acceptable `permessage-deflate` offer (RFC 7692 §5). An offer
