@@ -45,6 +45,11 @@ pub struct Config {
     /// Deadline for the opening handshake, from TCP accept (or connect) to the 101 response.
     /// Default 10 s. Enforced by the I/O layer; stops slowloris upgrades (security: H3, T1).
     pub handshake_timeout: Duration,
+    /// Most handshakes in progress from one IP address. Default 64. Over it the server
+    /// answers 503 at once without reading the request (security: H3, R5).
+    pub max_handshakes_per_ip: usize,
+    /// Most handshakes in progress in total. Default 4096. Over it: 503 at once (security: H3, R5).
+    pub max_handshakes_total: usize,
     /// Longest HTTP request or status line, in bytes. Default 8 KiB. Exceeded → 414 (security: H1).
     pub max_request_line: usize,
     /// Longest HTTP header line, in bytes. Default 8 KiB. Exceeded → 431 (security: H1).
@@ -75,6 +80,8 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes_per_ip: 64,
+            max_handshakes_total: 4096,
             max_request_line: 8 << 10,
             max_header_line: 8 << 10,
             max_header_bytes: 64 << 10,
@@ -117,6 +124,10 @@ setters! {
     with_pong_timeout: pong_timeout: Duration;
     /// Sets [`Config::handshake_timeout`].
     with_handshake_timeout: handshake_timeout: Duration;
+    /// Sets [`Config::max_handshakes_per_ip`].
+    with_max_handshakes_per_ip: max_handshakes_per_ip: usize;
+    /// Sets [`Config::max_handshakes_total`].
+    with_max_handshakes_total: max_handshakes_total: usize;
     /// Sets [`Config::max_request_line`].
     with_max_request_line: max_request_line: usize;
     /// Sets [`Config::max_header_line`].

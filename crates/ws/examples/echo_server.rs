@@ -10,7 +10,7 @@
 use std::error::Error;
 
 use switchboard_ws::proto::deflate::DeflateConfig;
-use switchboard_ws::{Acceptor, Config, Message, WebSocket};
+use switchboard_ws::{Accept, Acceptor, Config, Message, WebSocket};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 fn listen(addr: &str) -> Result<TcpListener, Box<dyn Error>> {
@@ -44,7 +44,12 @@ async fn echo(mut ws: WebSocket<TcpStream>) -> Result<(), switchboard_ws::Error>
 async fn main() -> Result<(), Box<dyn Error>> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = listen(&addr)?;
-    let config = Config::default().with_max_message_size(64 << 20).with_max_frame_size(64 << 20);
+    // A load-test target: load generators open many handshakes at once from one address, so the
+    // per-IP cap on handshakes in progress is raised from its default of 64.
+    let config = Config::default()
+        .with_max_message_size(64 << 20)
+        .with_max_frame_size(64 << 20)
+        .with_max_handshakes_per_ip(1024);
     let mut acceptor = Acceptor::new().config(config);
     if std::env::var("DEFLATE").is_ok_and(|v| v == "1") {
         acceptor = acceptor.deflate(DeflateConfig::default());
@@ -63,7 +68,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            match acceptor.accept(tcp).await {
+            match acceptor.accept_from(tcp, Some(peer.ip()), |_| Ok(Accept::new())).await {
                 Ok(ws) => {
                     if let Err(e) = echo(ws).await {
                         eprintln!("{peer}: {e}");

@@ -1,6 +1,7 @@
 //! Server side: accepting a connection (raw stream or hyper upgrade) after checking the request.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -114,6 +115,61 @@ pub struct Acceptor {
     origins: OriginPolicy,
     protocols: Vec<String>,
     deflate: Option<DeflateConfig>,
+    /// Handshakes in progress, shared by the clones of this acceptor.
+    inflight: Arc<Inflight>,
+}
+
+/// Handshakes in progress, per IP and in total (security: H3, R5).
+#[derive(Debug, Default)]
+struct Inflight {
+    per_ip: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+/// A handshake slot; released on drop, however the handshake ends.
+struct Slot<'a> {
+    inflight: &'a Inflight,
+    ip: Option<IpAddr>,
+}
+
+impl Inflight {
+    fn acquire(&self, ip: Option<IpAddr>, cfg: &Config) -> Option<Slot<'_>> {
+        use std::sync::atomic::Ordering;
+        if self.total.fetch_add(1, Ordering::AcqRel) >= cfg.max_handshakes_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if let Some(ip) = ip {
+            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n >= cfg.max_handshakes_per_ip {
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+                drop(m);
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            *n += 1;
+        }
+        // Built once, here: its drop gives back exactly what was taken above.
+        Some(Slot { inflight: self, ip })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.inflight.total.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(ip) = self.ip {
+            let mut m = self.inflight.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = m.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
 }
 
 impl Acceptor {
@@ -181,6 +237,29 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
         F: FnOnce(&Request<()>) -> Result<Accept, Reject>,
     {
+        self.accept_from(io, None, decide).await
+    }
+
+    /// [`accept_with`](Self::accept_with) for a connection from `peer`: the handshakes in
+    /// progress are capped per IP address (`Config::max_handshakes_per_ip`) and in total
+    /// (`Config::max_handshakes_total`). Over a cap the answer is 503 at once, without reading
+    /// the request, so a flood of slow handshakes cannot pile up (security: H3, R5). Without a
+    /// `peer` only the total cap applies.
+    pub async fn accept_from<S, F>(&self, mut io: S, peer: Option<IpAddr>, decide: F) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        F: FnOnce(&Request<()>) -> Result<Accept, Reject>,
+    {
+        let Some(_slot) = self.inflight.acquire(peer, &self.config) else {
+            let bytes = reject_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &HeaderMap::new(),
+                "too many handshakes in progress\n",
+            );
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), io.write_all(&bytes)).await;
+            let _ = io.shutdown().await;
+            return Err(Error::Handshake(HandshakeError::Rejected(503)));
+        };
         // Boxed with its timer: the handshake's buffers, parsed request and deadline are freed
         // as soon as it is done, instead of staying in the state of every connection's task.
         match Box::pin(tokio::time::timeout(self.config.handshake_timeout, self.handshake(io, decide))).await {

@@ -473,3 +473,71 @@ async fn sink_and_stream_interfaces() {
     let rest: Vec<_> = ws.collect().await;
     assert!(matches!(rest.last(), Some(Ok(Message::Close(Some(f)))) if f.code == CloseCode::NORMAL), "{rest:?}");
 }
+
+/// An echo server whose accept loop passes the peer's IP to the handshake caps.
+async fn capped_server(cfg: Config) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = Acceptor::new().config(cfg);
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut ws) = acceptor.accept_from(tcp, Some(peer.ip()), |_| Ok(Accept::new())).await {
+                    while let Some(Ok(m)) = ws.recv().await {
+                        if m.is_data() {
+                            let _ = ws.send(m).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn raw_from(src: &str, addr: std::net::SocketAddr) -> Raw {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    Raw { tcp: s.connect(addr).await.unwrap(), buf: Vec::new() }
+}
+
+#[tokio::test]
+async fn h3_r5_handshakes_capped_per_ip_and_in_total() {
+    let cfg = Config::default().with_max_handshakes_per_ip(4).with_handshake_timeout(Duration::from_millis(800));
+    let addr = capped_server(cfg).await;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut r = raw_from("127.0.0.1", addr).await;
+        r.send(b"GET / HT").await;
+        stalled.push(r);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The fifth from the same IP is refused at once.
+    let t = Instant::now();
+    let mut fifth = raw_from("127.0.0.1", addr).await;
+    let head = fifth.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 503"), "H3: {head}");
+    assert!(t.elapsed() < Duration::from_millis(500));
+    // Another IP is not affected.
+    let mut other = raw_from("127.0.0.2", addr).await;
+    other.send(req("").as_bytes()).await;
+    assert!(other.read_head().await.starts_with("HTTP/1.1 101"));
+    // Once the deadline cuts the stalled ones, their slots are free again.
+    for r in &mut stalled {
+        assert!(r.sees_eof(Duration::from_secs(3)).await);
+    }
+    let mut again = raw_from("127.0.0.1", addr).await;
+    again.send(req("").as_bytes()).await;
+    assert!(again.read_head().await.starts_with("HTTP/1.1 101"), "slots released");
+    // The total cap.
+    let cfg = Config::default().with_max_handshakes_total(2).with_handshake_timeout(Duration::from_secs(5));
+    let addr = capped_server(cfg).await;
+    let mut a = raw_from("127.0.0.3", addr).await;
+    a.send(b"GET").await;
+    let mut b = raw_from("127.0.0.4", addr).await;
+    b.send(b"GET").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = raw_from("127.0.0.5", addr).await;
+    assert!(c.read_head().await.starts_with("HTTP/1.1 503"), "R5 total cap");
+}
