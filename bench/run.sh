@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side WebSocket benchmark: our echo server against tokio-tungstenite, fastwebsockets
 # and Node `ws`, one after the other on the same pinned core (0), driven by the same load
-# generator on the other core (1). Prints a table with ratios; raw results go to
-# bench/results/latest.jsonl. Runs in about 10 minutes on 2 cores.
+# generator on the other core (1). Throughput runs in ROUNDS interleaved rounds (servers take
+# turns, so drift of a shared machine spreads over all of them) and the table reports medians
+# with their spread. Raw results go to bench/results/latest.jsonl. About 8 minutes on 2 cores.
 #
 #   bash bench/run.sh            # everything
 #   QUICK=1 bash bench/run.sh    # shorter runs, no 100k test
@@ -10,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ulimit -n "$(ulimit -Hn)"
-DUR=${DUR:-8}
+DUR=${DUR:-6}
 WARM=${WARM:-2}
-if [ "${QUICK:-0}" = 1 ]; then DUR=3; WARM=1; fi
+ROUNDS=${ROUNDS:-3}
+if [ "${QUICK:-0}" = 1 ]; then DUR=3; WARM=1; ROUNDS=1; fi
 OUT=bench/results
 mkdir -p "$OUT"
 RES="$OUT/latest.jsonl"
@@ -60,13 +62,17 @@ gen() { # label args...
 }
 
 SERVERS=(switchboard tokio-tungstenite fastwebsockets node-ws)
+for round in $(seq 1 "$ROUNDS"); do
+  for s in "${SERVERS[@]}"; do
+    echo "==> round $round/$ROUNDS, $s: throughput"
+    start "$s"
+    gen "$s|100x20B" --conns 100 --size 20 --inflight 1 --duration "$DUR" --warmup "$WARM"
+    gen "$s|100x16KiB" --conns 100 --size 16384 --inflight 1 --duration "$DUR" --warmup "$WARM"
+    gen "$s|16x1KiBx16" --conns 16 --size 1024 --inflight 16 --duration "$DUR" --warmup "$WARM"
+    stop
+  done
+done
 for s in "${SERVERS[@]}"; do
-  echo "==> $s: throughput"
-  start "$s"
-  gen "$s|100x20B" --conns 100 --size 20 --inflight 1 --duration "$DUR" --warmup "$WARM"
-  gen "$s|100x16KiB" --conns 100 --size 16384 --inflight 1 --duration "$DUR" --warmup "$WARM"
-  gen "$s|16x1KiBx16" --conns 16 --size 1024 --inflight 16 --duration "$DUR" --warmup "$WARM"
-  stop
   for n in 10000 19000; do
     echo "==> $s: idle memory at $n connections"
     start "$s"
