@@ -94,15 +94,27 @@ if [ "${QUICK:-0}" != 1 ]; then
   rss() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done; echo $t; }
   before=$(rss)
   gens=()
+  logs=()
   for i in 0 1 2 3 4 5; do
-    taskset -c 1 "$LOADGEN" --url "ws://127.0.0.1:$PORT/" --idle --conns 16667 --hold 12 --sources 4 --first-source $((20 + i * 4)) >/dev/null &
+    log=$(mktemp)
+    logs+=("$log")
+    taskset -c 1 "$LOADGEN" --url "ws://127.0.0.1:$PORT/" --idle --conns 16667 --hold 60 --sources 4 --first-source $((20 + i * 4)) >"$log" &
     gens+=($!)
   done
-  # Wait until the connections are up (RSS stops growing), then measure.
-  sleep 8
+  # Measure only once every generator holds all its connections.
+  for _ in $(seq 1 120); do
+    ready=0
+    for log in "${logs[@]}"; do grep -q '^holding' "$log" && ready=$((ready + 1)); done
+    [ "$ready" = 6 ] && break
+    sleep 0.5
+  done
+  if [ "$ready" != 6 ]; then echo "100k: only $ready of 6 generators connected" >&2; fi
+  sleep 2
   after=$(rss)
   per=$(( (after - before) * 1024 / 100002 ))
   echo "{\"label\":\"switchboard|idle100k-6proc\",\"mode\":\"idle\",\"conns\":100002,\"rss_before_kib\":$before,\"rss_after_kib\":$after,\"bytes_per_conn\":$per}" | tee -a "$RES"
+  for p in "${gens[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -f "${logs[@]}"
   for p in "${gens[@]}"; do wait "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
