@@ -63,6 +63,10 @@ struct Args {
     /// Idle mode: connect, settle, measure memory.
     #[arg(long)]
     idle: bool,
+    /// Idle mode: each connection first exchanges one message of `--size` bytes (with
+    /// `--deflate`, this makes both sides allocate their compression contexts).
+    #[arg(long)]
+    warm: bool,
     /// Idle mode: keep the connections this many seconds after reporting.
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
@@ -255,8 +259,18 @@ async fn run_load(args: Args) -> Result<String, Error> {
 async fn run_idle(args: Args) -> Result<String, Error> {
     let before: f64 = total(&args.server_pid, |p| rss_kib(p) as f64);
     let t0 = Instant::now();
-    let conns = connect_all(&args).await?;
+    let mut conns = connect_all(&args).await?;
     let connect_secs = t0.elapsed().as_secs_f64();
+    if args.warm {
+        let msg = payload(&args);
+        for ws in &mut conns {
+            ws.send(msg.clone()).await?;
+            match ws.recv().await {
+                Some(Ok(m)) if m.is_data() => {}
+                other => return Err(Error::Io(std::io::Error::other(format!("warm-up echo failed: {other:?}")))),
+            }
+        }
+    }
     // Keep reading so pings are answered, as a live client would.
     let holders: Vec<_> = conns
         .into_iter()

@@ -6,11 +6,12 @@
 //! declined (server) or the response refused (client) (security: D5). Corrupt streams fail with 1007 (security: D6).
 //!
 //! Memory: compression contexts are created on the first compressed message, not at the
-//! handshake, so idle connections cost nothing. A side without context takeover keeps no
-//! context between messages: it borrows one from a per-thread pool for each message. With
-//! context takeover and 15-bit windows, a connection that has exchanged compressed messages
-//! keeps a deflate context (about 256 KiB with zlib's default memory level) and an inflate
-//! context (about 40 KiB). Smaller windows shrink both (security: D7). Per message, a "do not compress"
+//! handshake, so idle connections that never compressed cost nothing extra. A side without
+//! context takeover keeps no context between messages: it borrows one from a per-thread pool
+//! for each message. Measured on a server (RSS growth per connection after one 1 KiB message,
+//! 2,000 connections): about 334 KiB with context takeover on both sides (15-bit windows), and
+//! about 22 KiB with `server_no_context_takeover` (only the inflater keeps the client's
+//! context), against about 2 KiB without compression (security: D7). Per message, a "do not compress"
 //! switch and a size threshold keep secrets out of shared contexts (security: D8).
 
 use std::cell::RefCell;

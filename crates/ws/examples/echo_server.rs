@@ -4,7 +4,8 @@
 //!
 //! Also the target for load tests and conformance tools (limits raised to 64 MiB messages).
 //! Replies to a burst of messages are batched into one write (`try_recv` + `try_send` +
-//! `flush`). Environment: `DEFLATE=1` enables permessage-deflate; `REUSEPORT=1` binds with
+//! `flush`). Environment: `DEFLATE=1` enables permessage-deflate (`DEFLATE=lean`: the server
+//! resets its compression context per message, which saves most of its memory); `REUSEPORT=1` binds with
 //! `SO_REUSEPORT` so several processes can share the port.
 
 use std::error::Error;
@@ -51,8 +52,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .with_max_frame_size(64 << 20)
         .with_max_handshakes_per_ip(1024);
     let mut acceptor = Acceptor::new().config(config);
-    if std::env::var("DEFLATE").is_ok_and(|v| v == "1") {
-        acceptor = acceptor.deflate(DeflateConfig::default());
+    match std::env::var("DEFLATE").as_deref() {
+        Ok("1") => acceptor = acceptor.deflate(DeflateConfig::default()),
+        Ok("lean") => {
+            let mut d = DeflateConfig::default();
+            d.server_no_context_takeover = true;
+            acceptor = acceptor.deflate(d);
+        }
+        _ => {}
     }
     println!("echo server listening on ws://{}", listener.local_addr()?);
     loop {

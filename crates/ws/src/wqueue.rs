@@ -11,8 +11,6 @@ use tokio::io::AsyncWrite;
 
 /// Payloads at least this large are queued by reference instead of copied.
 pub(crate) const ZERO_COPY_MIN: usize = 2048;
-/// A tail buffer above this capacity is released once written.
-const SHRINK_ABOVE: usize = 64 << 10;
 /// Most slices per vectored write.
 const MAX_IOV: usize = 64;
 
@@ -80,9 +78,8 @@ impl WriteQueue {
             }
             self.advance(n);
         }
-        if self.tail.capacity() > SHRINK_ABOVE {
-            self.tail = BytesMut::new();
-        }
+        // Everything is written: release the buffer, so an idle connection holds none.
+        self.tail = BytesMut::new();
         Pin::new(io).poll_flush(cx)
     }
 
