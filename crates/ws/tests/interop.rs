@@ -127,36 +127,31 @@ async fn client_matrix(url: &str, ca_pem: Option<&str>, deflate: bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_websockets_client_against_our_server() {
-    if !python() {
-        return;
-    }
+/// A peer client's matrix against our server: ws, wss (test CA) and ws with permessage-deflate.
+async fn peer_client_against_our_server(program: &str, script: &str) {
     let addr = echo_server(Acceptor::new().config(big())).await;
-    run_peer_client("python3", "py/ws_client.py", &format!("ws://{addr}/"), None, false).await;
+    run_peer_client(program, script, &format!("ws://{addr}/"), None, false).await;
     let (addr, pki) = tls_echo_server(Acceptor::new().config(big())).await;
     let dir = tempdir();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    run_peer_client("python3", "py/ws_client.py", &format!("wss://localhost:{}/", addr.port()), Some(&ca), false).await;
+    run_peer_client(program, script, &format!("wss://localhost:{}/", addr.port()), Some(&ca), false).await;
     let addr = echo_server(Acceptor::new().config(big()).deflate(DeflateConfig::default())).await;
-    run_peer_client("python3", "py/ws_client.py", &format!("ws://{addr}/"), None, true).await;
+    run_peer_client(program, script, &format!("ws://{addr}/"), None, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_client_against_our_server() {
+    if python() {
+        peer_client_against_our_server("python3", "py/ws_client.py").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_ws_client_against_our_server() {
-    if !node() {
-        return;
+    if node() {
+        peer_client_against_our_server("node", "node/ws_client.mjs").await;
     }
-    let addr = echo_server(Acceptor::new().config(big())).await;
-    run_peer_client("node", "node/ws_client.mjs", &format!("ws://{addr}/"), None, false).await;
-    let (addr, pki) = tls_echo_server(Acceptor::new().config(big())).await;
-    let dir = tempdir();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
-    run_peer_client("node", "node/ws_client.mjs", &format!("wss://localhost:{}/", addr.port()), Some(&ca), false).await;
-    let addr = echo_server(Acceptor::new().config(big()).deflate(DeflateConfig::default())).await;
-    run_peer_client("node", "node/ws_client.mjs", &format!("ws://{addr}/"), None, true).await;
 }
 
 async fn our_client_against(program: &str, script: &str) {
