@@ -64,14 +64,18 @@ impl WriteQueue {
             let n = if self.chunks.is_empty() {
                 ready!(Pin::new(&mut *io).poll_write(cx, &self.tail))?
             } else {
-                let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(self.chunks.len() + 1));
+                // On the stack: no allocation per write.
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut k = 0;
                 for c in self.chunks.iter().take(MAX_IOV - 1) {
-                    iov.push(IoSlice::new(c));
+                    iov[k] = IoSlice::new(c);
+                    k += 1;
                 }
                 if self.chunks.len() < MAX_IOV && !self.tail.is_empty() {
-                    iov.push(IoSlice::new(&self.tail));
+                    iov[k] = IoSlice::new(&self.tail);
+                    k += 1;
                 }
-                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &iov))?
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &iov[..k]))?
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));

@@ -193,11 +193,26 @@ async fn chromium_native_websocket_with_deflate_against_our_server() {
     run_peer_client("node", "node/chromium_ws.mjs", &format!("ws://{addr}/"), None, true).await;
 }
 
-/// A fresh directory under the target dir (no extra dependency for temp files).
-fn tempdir() -> std::path::PathBuf {
+/// A fresh directory under the system temp dir, removed when dropped (no extra dependency).
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
     let d = std::env::temp_dir().join(format!("switchboard-interop-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn rand_suffix() -> u64 {
