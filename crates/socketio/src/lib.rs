@@ -1,15 +1,391 @@
 //! # switchboard-socketio
 //!
-//! Socket.IO protocol v5 on top of Engine.IO. This crate has the sans-IO codec so far:
-//! [`Packet`] encoding and decoding, and a [`Decoder`] that reassembles binary packets
-//! (a text header, then its attachments as binary messages) under caps on the attachment
-//! count, their bytes and the assembly time.
+//! A Socket.IO v5 server on [`switchboard_engineio`], wire-compatible with the official
+//! clients (`socket.io-client`, `python-socketio`), with the model python-socketio users know:
+//! connect and disconnect handlers, custom events, emit to everyone, to a room or to one
+//! socket while skipping another, rooms, `send`.
 //!
-//! The server (namespaces, events, acks, rooms, broadcast, adapters) is built on this next.
+//! ```no_run
+//! use switchboard_socketio::{Handlers, SocketIo};
 //!
-//! Decoding never panics. Every invalid packet is a [`DecodeError`], after which the server
-//! closes the connection (security: E10, E11, E12, E13, E14, E17).
+//! # async fn run() -> std::io::Result<()> {
+//! let io = SocketIo::builder()
+//!     .ns("/", Handlers::new()
+//!         .on_connect(|socket| async move { println!("connect {}", socket.id()) })
+//!         .on("chat", |socket, _ev| async move { let _ = socket.join("chat_users").await; })
+//!         .on("my message", |socket, ev| async move {
+//!             let data: serde_json::Value = ev.data().unwrap_or_default();
+//!             let _ = socket.to("chat_users").emit("my reply", &data).await;
+//!         }))
+//!     .build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! io.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+//!
+//! ## Pieces
+//! - [`packet`]: the sans-IO codec, with caps on attachments (count, bytes, assembly time)
+//!   and the payload rules (security: E10–E14, E17).
+//! - [`SocketIo`]: the server handle; [`Handlers`] per namespace (static, or dynamic by a
+//!   predicate); [`Socket`] per client and namespace; [`BroadcastOperator`] for
+//!   `to`/`except`/`local`/`volatile`/`timeout` + emit.
+//! - [`Adapter`]: rooms and broadcast go through it; [`LocalAdapter`] is in memory. The trait
+//!   is async and fallible, ready for cluster adapters.
+//!
+//! ## Outbound queue policy
+//! Every connection has one bounded queue (Engine.IO's `max_queued_packets` /
+//! `max_queued_bytes`). When a packet does not fit, a volatile one is dropped; any other
+//! closes the connection with [`DisconnectReason::QueueFull`] ("outbound queue full"): a
+//! client that cannot keep up is cut off rather than buffered without bound.
 
+pub mod adapter;
+mod conn;
+mod ns;
+mod operators;
 pub mod packet;
+mod socket;
 
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::Serialize;
+use switchboard_engineio::{Engine, EngineConfig, EngineLayer, Sid};
+
+pub use adapter::{Adapter, AdapterError, BroadcastAcks, BroadcastOptions, LocalAdapter, Room};
+pub use conn::{Conn, ConnInfo, IoHandler};
+pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace};
+pub use operators::BroadcastOperator;
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
+pub use socket::{AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Socket};
+pub use switchboard_engineio as engineio;
+
+/// Settings of a Socket.IO server.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SocketIoConfig {
+    /// The Engine.IO settings; the path defaults to `/socket.io/`.
+    pub engine: EngineConfig,
+    /// How long a connection may stay without joining a namespace before it is closed.
+    /// Default 45 s (as socket.io) (security: E15).
+    pub connect_timeout: Duration,
+    /// Most namespaces one connection may join (or be joining). Above it the CONNECT gets
+    /// `CONNECT_ERROR {"message":"Too many namespaces"}`. Default 32 (security: E15).
+    pub max_namespaces_per_connection: usize,
+    /// Most dynamic namespaces created (each stays once created). Default 1,024
+    /// (security: E15).
+    pub max_dynamic_namespaces: usize,
+    /// Default wait for acknowledgements. Default 10 s.
+    pub ack_timeout: Duration,
+    /// Decoder caps: attachments per packet (10), their bytes (1 MB), assembly time (10 s),
+    /// namespace name length (256) (security: E14).
+    pub limits: Limits,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            engine: EngineConfig::default().with_path("/socket.io/"),
+            connect_timeout: Duration::from_secs(45),
+            max_namespaces_per_connection: 32,
+            max_dynamic_namespaces: 1024,
+            ack_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl SocketIoConfig {
+    /// Sets the Engine.IO settings.
+    pub fn with_engine(mut self, engine: EngineConfig) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Sets [`max_namespaces_per_connection`](Self::max_namespaces_per_connection).
+    pub fn with_max_namespaces_per_connection(mut self, n: usize) -> Self {
+        self.max_namespaces_per_connection = n;
+        self
+    }
+
+    /// Sets [`ack_timeout`](Self::ack_timeout).
+    pub fn with_ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = d;
+        self
+    }
+
+    /// Sets the decoder [`limits`](Self::limits).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// Room names: a `&str`, a `String`, a socket id, or a list of them.
+pub trait IntoRooms {
+    /// The rooms.
+    fn into_rooms(self) -> Vec<Room>;
+}
+
+impl IntoRooms for &str {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![Arc::from(self)]
+    }
+}
+impl IntoRooms for String {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![Arc::from(self)]
+    }
+}
+impl IntoRooms for Room {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![self]
+    }
+}
+impl IntoRooms for Sid {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![Arc::from(self.to_string())]
+    }
+}
+impl<T: IntoRooms> IntoRooms for Vec<T> {
+    fn into_rooms(self) -> Vec<Room> {
+        self.into_iter().flat_map(IntoRooms::into_rooms).collect()
+    }
+}
+impl<T: IntoRooms + Clone> IntoRooms for &[T] {
+    fn into_rooms(self) -> Vec<Room> {
+        self.iter().cloned().flat_map(IntoRooms::into_rooms).collect()
+    }
+}
+
+type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+type AdapterFactory = Arc<dyn Fn(&str) -> Box<dyn Adapter> + Send + Sync>;
+
+pub(crate) struct IoInner {
+    pub(crate) config: SocketIoConfig,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    dynamic: Vec<(Predicate, Arc<Handlers>)>,
+    dynamic_count: parking_lot::Mutex<usize>,
+    adapter: AdapterFactory,
+}
+
+impl fmt::Debug for IoInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoInner").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl IoInner {
+    /// A namespace by name: a static one, or a dynamic one created on first use.
+    pub(crate) fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        if let Some(ns) = self.namespaces.read().get(name) {
+            return Some(ns.clone());
+        }
+        let (_, handlers) = self.dynamic.iter().find(|(p, _)| p(name))?;
+        let mut count = self.dynamic_count.lock();
+        let mut map = self.namespaces.write();
+        if let Some(ns) = map.get(name) {
+            return Some(ns.clone());
+        }
+        if *count >= self.config.max_dynamic_namespaces {
+            return None;
+        }
+        *count += 1;
+        let ns = Arc::new(Namespace::new(name, handlers.clone(), (self.adapter)(name), self.config.ack_timeout));
+        map.insert(name.to_owned(), ns.clone());
+        Some(ns)
+    }
+}
+
+/// Builds a [`SocketIo`].
+#[must_use]
+pub struct SocketIoBuilder {
+    config: SocketIoConfig,
+    namespaces: Vec<(String, Handlers)>,
+    dynamic: Vec<(Predicate, Arc<Handlers>)>,
+    adapter: AdapterFactory,
+}
+
+impl fmt::Debug for SocketIoBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIoBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl SocketIoBuilder {
+    /// Sets the configuration.
+    pub fn config(mut self, config: SocketIoConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a namespace (`/` is the main one; a name without a leading `/` gets one).
+    pub fn ns(mut self, name: impl Into<String>, handlers: Handlers) -> Self {
+        let mut name = name.into();
+        if !name.starts_with('/') {
+            name.insert(0, '/');
+        }
+        self.namespaces.push((name, handlers));
+        self
+    }
+
+    /// Adds dynamic namespaces: any name `matches` accepts is created on first connect, with
+    /// these handlers (capped by [`SocketIoConfig::max_dynamic_namespaces`]).
+    pub fn dynamic_ns<F>(mut self, matches: F, handlers: Handlers) -> Self
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        self.dynamic.push((Arc::new(matches), Arc::new(handlers)));
+        self
+    }
+
+    /// Sets the adapter each namespace gets (default: [`LocalAdapter`]).
+    pub fn adapter<F>(mut self, factory: F) -> Self
+    where
+        F: Fn(&str) -> Box<dyn Adapter> + Send + Sync + 'static,
+    {
+        self.adapter = Arc::new(factory);
+        self
+    }
+
+    /// Builds the server. The main namespace `/` exists even without handlers.
+    pub fn build(self) -> SocketIo {
+        let mut map = HashMap::new();
+        let ack = self.config.ack_timeout;
+        for (name, h) in self.namespaces {
+            let ns = Arc::new(Namespace::new(&name, Arc::new(h), (self.adapter)(&name), ack));
+            map.insert(name, ns);
+        }
+        map.entry("/".to_owned())
+            .or_insert_with(|| Arc::new(Namespace::new("/", Arc::new(Handlers::new()), (self.adapter)("/"), ack)));
+        let inner = Arc::new(IoInner {
+            config: self.config.clone(),
+            namespaces: RwLock::new(map),
+            dynamic: self.dynamic,
+            dynamic_count: parking_lot::Mutex::new(0),
+            adapter: self.adapter,
+        });
+        let engine = Engine::new(self.config.engine, IoHandler(inner.clone()));
+        SocketIo { inner, engine }
+    }
+}
+
+/// A Socket.IO server. Cheap to clone; every clone is the same server.
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<IoInner>,
+    engine: Engine<IoHandler>,
+}
+
+impl fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIo").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+impl SocketIo {
+    /// A builder with default settings and the in-memory adapter.
+    pub fn builder() -> SocketIoBuilder {
+        SocketIoBuilder {
+            config: SocketIoConfig::default(),
+            namespaces: Vec::new(),
+            dynamic: Vec::new(),
+            adapter: Arc::new(|_| Box::new(LocalAdapter::new())),
+        }
+    }
+
+    /// The Engine.IO server under it: a `tower::Service` for the requests under the path.
+    pub fn engine(&self) -> &Engine<IoHandler> {
+        &self.engine
+    }
+
+    /// A `tower::Layer` that serves Socket.IO under its path in front of another service
+    /// (an axum `Router`).
+    pub fn layer(&self) -> EngineLayer<IoHandler> {
+        EngineLayer::new(self.engine.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then closes every connection.
+    pub async fn serve<F: Future<Output = ()>>(&self, listener: tokio::net::TcpListener, shutdown: F) -> std::io::Result<()> {
+        let r = switchboard_engineio::serve(listener, self.engine.clone(), shutdown).await;
+        self.engine.close_all(switchboard_engineio::CloseReason::ServerShutdown);
+        r
+    }
+
+    /// A namespace, if it exists.
+    pub fn of(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.namespaces.read().get(name).cloned()
+    }
+
+    fn main_ns(&self) -> Arc<Namespace> {
+        match self.of("/") {
+            Some(ns) => ns,
+            // `build` always creates "/"; this only keeps the type total.
+            None => Arc::new(Namespace::new("/", Arc::new(Handlers::new()), Box::new(LocalAdapter::new()), self.inner.config.ack_timeout)),
+        }
+    }
+
+    /// A broadcast on the main namespace to `rooms`.
+    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.main_ns().broadcast().to(rooms)
+    }
+
+    /// A broadcast on the main namespace to every socket but those in `rooms`.
+    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.main_ns().broadcast().except(rooms)
+    }
+
+    /// A broadcast on the main namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        self.main_ns().broadcast()
+    }
+
+    /// Emits to every socket of the main namespace.
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.broadcast().emit(event, data).await
+    }
+
+    /// Sends a `message` event to every socket of the main namespace.
+    pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+        self.broadcast().send(data).await
+    }
+
+    /// A socket of the main namespace, by id.
+    pub fn get_socket(&self, sid: Sid) -> Option<Socket> {
+        self.main_ns().get_socket(sid)
+    }
+
+    /// Puts socket `sid` of namespace `nsp` into `room` (python-socketio's `enter_room`).
+    pub async fn enter_room(&self, sid: Sid, room: &str, nsp: &str) -> Result<(), EmitError> {
+        let ns = self.of(nsp).ok_or(EmitError::Disconnected)?;
+        ns.adapter().add_all(&ns, sid, room.into_rooms()).await?;
+        Ok(())
+    }
+
+    /// Takes socket `sid` of namespace `nsp` out of `room` (python-socketio's `leave_room`).
+    pub async fn leave_room(&self, sid: Sid, room: &str, nsp: &str) -> Result<(), EmitError> {
+        let ns = self.of(nsp).ok_or(EmitError::Disconnected)?;
+        ns.adapter().del(&ns, sid, room.into_rooms()).await?;
+        Ok(())
+    }
+
+    /// The rooms of socket `sid` in namespace `nsp`.
+    pub async fn rooms(&self, sid: Sid, nsp: &str) -> Result<Vec<Room>, EmitError> {
+        let ns = self.of(nsp).ok_or(EmitError::Disconnected)?;
+        Ok(ns.adapter().socket_rooms(&ns, sid).await?)
+    }
+
+    /// Closes every connection (reason "server shutting down").
+    pub fn close(&self) {
+        self.engine.close_all(switchboard_engineio::CloseReason::ServerShutdown);
+    }
+}

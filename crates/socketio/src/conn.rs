@@ -1,0 +1,239 @@
+//! One Engine.IO connection seen by Socket.IO: packet decoding, the connect step per
+//! namespace, dispatch of events and acks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use switchboard_engineio::{CloseReason, Data, ErrorCode, Handshake, Session};
+
+use crate::packet::{Decoder, Packet, PacketType};
+use crate::socket::{AckResponse, AckSender, DisconnectReason, Event, Socket};
+use crate::IoInner;
+
+/// What the first request of a connection showed.
+#[derive(Clone, Debug, Default)]
+pub struct ConnInfo {
+    /// The query string of the first request (`EIO=4&transport=…` and the client's own).
+    pub query: Box<str>,
+    /// The peer's address, if known.
+    pub remote: Option<SocketAddr>,
+}
+
+/// Socket.IO's state per Engine.IO session.
+#[derive(Debug)]
+pub struct Conn {
+    decoder: Mutex<Decoder>,
+    sockets: Mutex<Vec<Socket>>,
+    /// Namespaces connected or being connected (the cap counts both).
+    pending: Mutex<usize>,
+    connected_once: AtomicBool,
+    pub(crate) info: ConnInfo,
+}
+
+impl Conn {
+    pub(crate) fn remove_socket(&self, s: &Socket) {
+        let mut list = self.sockets.lock();
+        let before = list.len();
+        list.retain(|x| x != s);
+        if list.len() < before {
+            let mut n = self.pending.lock();
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn socket(&self, nsp: &str) -> Option<Socket> {
+        self.sockets.lock().iter().find(|s| s.ns().name() == nsp).cloned()
+    }
+}
+
+/// The Engine.IO handler of a Socket.IO server.
+#[derive(Clone, Debug)]
+pub struct IoHandler(pub(crate) Arc<IoInner>);
+
+fn map_reason(r: CloseReason) -> DisconnectReason {
+    match r {
+        CloseReason::TransportClose => DisconnectReason::TransportClose,
+        CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+        CloseReason::ParseError => DisconnectReason::ParseError,
+        CloseReason::QueueFull => DisconnectReason::QueueFull,
+        CloseReason::ServerShutdown => DisconnectReason::ServerShutdown,
+        CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+        _ => DisconnectReason::TransportError,
+    }
+}
+
+fn connect_error(nsp: &str, message: Value) -> Packet {
+    Packet { kind: PacketType::ConnectError, nsp: nsp.to_owned(), id: None, data: Some(message), attachments: Vec::new() }
+}
+
+impl switchboard_engineio::Handler for IoHandler {
+    type Data = Conn;
+
+    fn on_handshake(&self, hs: &Handshake<'_>) -> Result<Conn, ErrorCode> {
+        Ok(Conn {
+            decoder: Mutex::new(Decoder::new(self.0.config.limits.clone())),
+            sockets: Mutex::new(Vec::new()),
+            pending: Mutex::new(0),
+            connected_once: AtomicBool::new(false),
+            info: ConnInfo { query: hs.request.uri.query().unwrap_or("").into(), remote: hs.remote },
+        })
+    }
+
+    fn on_open(&self, session: &Arc<Session<Conn>>) {
+        // Close a connection that never connects to a namespace (security: E15).
+        let weak = Arc::downgrade(session);
+        let t = self.0.config.connect_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(t).await;
+            if let Some(s) = weak.upgrade() {
+                if !s.data().connected_once.load(Ordering::Acquire) {
+                    s.close(CloseReason::ForcedClose);
+                }
+            }
+        });
+    }
+
+    fn on_message(&self, session: &Arc<Session<Conn>>, data: Data) {
+        let now = Instant::now();
+        let decoded = {
+            let mut d = session.data().decoder.lock();
+            match data {
+                Data::Text(t) => d.text(&t, now),
+                Data::Binary(b) => d.binary(b, now),
+            }
+        };
+        match decoded {
+            Ok(Some(p)) => self.on_packet(session, p),
+            Ok(None) => {
+                // A binary packet waits for attachments: enforce the assembly deadline.
+                let deadline = session.data().decoder.lock().deadline();
+                if let Some(at) = deadline {
+                    let weak = Arc::downgrade(session);
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        if let Some(s) = weak.upgrade() {
+                            if s.data().decoder.lock().check_timeout(Instant::now()).is_err() {
+                                s.close(CloseReason::ParseError);
+                            }
+                        }
+                    });
+                }
+            }
+            Err(_) => session.close(CloseReason::ParseError),
+        }
+    }
+
+    fn on_close(&self, session: &Arc<Session<Conn>>, reason: CloseReason) {
+        let sockets = std::mem::take(&mut *session.data().sockets.lock());
+        for s in sockets {
+            s.on_disconnect(map_reason(reason));
+        }
+    }
+}
+
+impl IoHandler {
+    fn on_packet(&self, session: &Arc<Session<Conn>>, p: Packet) {
+        let conn = session.data();
+        match p.kind {
+            PacketType::Connect => self.connect(session, p),
+            PacketType::Disconnect => {
+                if let Some(s) = conn.socket(&p.nsp) {
+                    s.on_disconnect(DisconnectReason::ClientNamespaceDisconnect);
+                }
+            }
+            PacketType::Event | PacketType::BinaryEvent => {
+                let Some(socket) = conn.socket(&p.nsp) else { return };
+                let Some(Value::Array(mut args)) = p.data else { return };
+                let name = match args.first() {
+                    Some(Value::String(_)) => match args.remove(0) {
+                        Value::String(n) => n,
+                        _ => return,
+                    },
+                    _ => return,
+                };
+                let handlers = socket.ns().handlers();
+                let Some(h) = handlers.events.get(&name).or(handlers.any.as_ref()).cloned() else { return };
+                let ack = p.id.map(|id| AckSender::new(socket.clone(), id));
+                let ev = Event::new(name, args, p.attachments, ack);
+                tokio::spawn(h(socket, ev));
+            }
+            PacketType::Ack | PacketType::BinaryAck => {
+                let (Some(socket), Some(id), Some(Value::Array(args))) = (conn.socket(&p.nsp), p.id, p.data) else {
+                    return;
+                };
+                socket.on_ack(id, AckResponse { args, binary: p.attachments });
+            }
+            PacketType::ConnectError => session.close(CloseReason::ParseError),
+        }
+    }
+
+    fn connect(&self, session: &Arc<Session<Conn>>, p: Packet) {
+        let conn = session.data();
+        let nsp = p.nsp;
+        let reply_error = |msg: &str| {
+            let e = crate::socket::Encoded::new(&connect_error(&nsp, serde_json::json!({ "message": msg })));
+            let _ = session.send_frames(&e.frames);
+        };
+        if conn.socket(&nsp).is_some() {
+            return;
+        }
+        {
+            let mut n = conn.pending.lock();
+            if *n >= self.0.config.max_namespaces_per_connection {
+                drop(n);
+                reply_error("Too many namespaces");
+                return;
+            }
+            *n += 1;
+        }
+        let Some(ns) = self.0.namespace(&nsp) else {
+            *conn.pending.lock() -= 1;
+            reply_error("Invalid namespace");
+            return;
+        };
+        let auth = p.data.unwrap_or(Value::Null);
+        let socket = Socket::new(ns.clone(), session, auth);
+        let session = session.clone();
+        let run = async move {
+            for m in &ns.handlers().middleware {
+                if let Err(e) = m(socket.clone()).await {
+                    *session.data().pending.lock() -= 1;
+                    let e = crate::socket::Encoded::new(&connect_error(ns.name(), e.to_json()));
+                    let _ = session.send_frames(&e.frames);
+                    return;
+                }
+            }
+            if session.is_closed() {
+                return;
+            }
+            socket.0.connected.store(true, Ordering::Release);
+            ns.insert_socket(socket.clone());
+            session.data().sockets.lock().push(socket.clone());
+            session.data().connected_once.store(true, Ordering::Release);
+            let ok = Packet {
+                kind: PacketType::Connect,
+                nsp: ns.name().to_owned(),
+                id: None,
+                data: Some(serde_json::json!({ "sid": socket.id().to_string() })),
+                attachments: Vec::new(),
+            };
+            // The CONNECT reply is queued before the handler runs, so it arrives first.
+            if socket.send_packet(&ok).is_err() {
+                return;
+            }
+            if session.is_closed() {
+                // The session closed while we connected: undo.
+                socket.on_disconnect(DisconnectReason::TransportClose);
+                return;
+            }
+            if let Some(h) = ns.handlers().connect.clone() {
+                h(socket).await;
+            }
+        };
+        tokio::spawn(run);
+    }
+}

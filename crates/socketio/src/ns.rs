@@ -1,0 +1,215 @@
+//! Namespaces and their handlers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde_json::Value;
+use switchboard_engineio::Sid;
+
+use crate::adapter::{Adapter, Room};
+use crate::operators::BroadcastOperator;
+use crate::socket::{DisconnectReason, Event, Socket};
+
+/// A boxed handler future.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A boxed middleware future.
+pub type MiddlewareFuture = Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>>;
+
+pub(crate) type ConnectFn = Arc<dyn Fn(Socket) -> HandlerFuture + Send + Sync>;
+pub(crate) type MiddlewareFn = Arc<dyn Fn(Socket) -> MiddlewareFuture + Send + Sync>;
+pub(crate) type EventFn = Arc<dyn Fn(Socket, Event) -> HandlerFuture + Send + Sync>;
+pub(crate) type DisconnectFn = Arc<dyn Fn(Socket, DisconnectReason) -> HandlerFuture + Send + Sync>;
+
+/// A refusal from a middleware: the client gets `CONNECT_ERROR {message, data}` (its
+/// `connect_error` event).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectError {
+    /// The message.
+    pub message: String,
+    /// Extra data (`null` for none).
+    pub data: Value,
+}
+
+impl ConnectError {
+    /// A refusal with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectError { message: message.into(), data: Value::Null }
+    }
+
+    /// With data.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        if self.data.is_null() {
+            serde_json::json!({ "message": self.message })
+        } else {
+            serde_json::json!({ "message": self.message, "data": self.data })
+        }
+    }
+}
+
+/// What a namespace does: middleware, connect and disconnect handlers, event handlers.
+///
+/// Handlers are async closures; each runs on its own task, started in the order the packets
+/// arrived. An event with no handler goes to the catch-all (if any), else it is dropped.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    pub(crate) middleware: Vec<MiddlewareFn>,
+    pub(crate) connect: Option<ConnectFn>,
+    pub(crate) events: HashMap<String, EventFn>,
+    pub(crate) any: Option<EventFn>,
+    pub(crate) disconnect: Option<DisconnectFn>,
+}
+
+impl fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handlers")
+            .field("middleware", &self.middleware.len())
+            .field("events", &self.events.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handlers {
+    /// No handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a middleware: it sees the socket (with [`Socket::auth`]) before it connects and
+    /// may refuse it. Middleware runs in the order added; the first refusal wins.
+    pub fn middleware<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        self.middleware.push(Arc::new(move |s| Box::pin(f(s))));
+        self
+    }
+
+    /// Runs when a socket has connected (its CONNECT reply is already queued, so anything
+    /// emitted here reaches the client after it).
+    pub fn on_connect<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.connect = Some(Arc::new(move |s| Box::pin(f(s))));
+        self
+    }
+
+    /// Handles the event `name`.
+    pub fn on<F, Fut>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events.insert(name.into(), Arc::new(move |s, e| Box::pin(f(s, e))));
+        self
+    }
+
+    /// Handles every event that has no handler of its own.
+    pub fn on_any<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.any = Some(Arc::new(move |s, e| Box::pin(f(s, e))));
+        self
+    }
+
+    /// Runs when a socket has left (its rooms are already left).
+    pub fn on_disconnect<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.disconnect = Some(Arc::new(move |s, r| Box::pin(f(s, r))));
+        self
+    }
+}
+
+/// A namespace: its sockets, its handlers and its adapter.
+pub struct Namespace {
+    name: Room,
+    handlers: Arc<Handlers>,
+    sockets: RwLock<HashMap<Sid, Socket>>,
+    adapter: Box<dyn Adapter>,
+    ack_timeout: Duration,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(name: &str, handlers: Arc<Handlers>, adapter: Box<dyn Adapter>, ack_timeout: Duration) -> Self {
+        Namespace { name: Arc::from(name), handlers, sockets: RwLock::new(HashMap::new()), adapter, ack_timeout }
+    }
+
+    /// The name (`/` for the main namespace).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The adapter.
+    pub fn adapter(&self) -> &dyn Adapter {
+        &*self.adapter
+    }
+
+    pub(crate) fn handlers(&self) -> &Handlers {
+        &self.handlers
+    }
+
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
+    }
+
+    /// Ids of this node's sockets.
+    pub fn socket_ids(&self) -> Vec<Sid> {
+        self.sockets.read().keys().copied().collect()
+    }
+
+    /// Number of this node's sockets.
+    pub fn len(&self) -> usize {
+        self.sockets.read().len()
+    }
+
+    /// Whether no socket is connected here.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.read().is_empty()
+    }
+
+    /// Whether `sid` is connected here.
+    pub fn has_socket(&self, sid: Sid) -> bool {
+        self.sockets.read().contains_key(&sid)
+    }
+
+    /// A socket of this node, by id.
+    pub fn get_socket(&self, sid: Sid) -> Option<Socket> {
+        self.sockets.read().get(&sid).cloned()
+    }
+
+    pub(crate) fn insert_socket(&self, s: Socket) {
+        self.sockets.write().insert(s.id(), s);
+    }
+
+    pub(crate) fn remove_socket(&self, sid: Sid) {
+        self.sockets.write().remove(&sid);
+    }
+
+    /// A broadcast to every socket of the namespace (narrow it with `to`, `except`, …).
+    pub fn broadcast(self: &Arc<Self>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone())
+    }
+}

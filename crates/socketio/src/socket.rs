@@ -1,0 +1,513 @@
+//! A socket: one client connected to one namespace. Emitting, acknowledgements, rooms,
+//! disconnecting.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use switchboard_engineio::{Frame, SendError, Session, Sid};
+use tokio::sync::oneshot;
+
+use crate::adapter::Room;
+use crate::conn::Conn;
+use crate::operators::BroadcastOperator;
+use crate::packet::{Packet, PacketType};
+use crate::Namespace;
+
+/// Ack ids are unique across the server, so that one encoded packet can carry the same id to
+/// every socket of a broadcast.
+static NEXT_ACK_ID: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn next_ack_id() -> u64 {
+    NEXT_ACK_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Why a socket left its namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client left the namespace (`socket.disconnect()` on the client).
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket ([`Socket::disconnect`]).
+    ServerNamespaceDisconnect,
+    /// The client closed the connection.
+    TransportClose,
+    /// The connection failed.
+    TransportError,
+    /// The client did not answer pings.
+    PingTimeout,
+    /// The client sent an invalid packet (security: E10–E14, E17).
+    ParseError,
+    /// The server closed the connection.
+    ForcedClose,
+    /// The client did not read fast enough: its outbound queue filled up.
+    QueueFull,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl DisconnectReason {
+    /// The reason as Socket.IO names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::QueueFull => "outbound queue full",
+            DisconnectReason::ServerShutdown => "server shutting down",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an emit failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The socket is disconnected.
+    #[error("socket disconnected")]
+    Disconnected,
+    /// The data does not serialize to JSON.
+    #[error("data is not serializable: {0}")]
+    Serialize(String),
+    /// A reserved event name (`connect`, `disconnect`, …) (security: E12).
+    #[error("reserved event name")]
+    ReservedEvent,
+    /// The outbound queue was full and the socket was disconnected (not for volatile emits,
+    /// which are dropped instead).
+    #[error("outbound queue full; socket disconnected")]
+    QueueFull,
+    /// The adapter failed.
+    #[error(transparent)]
+    Adapter(#[from] crate::adapter::AdapterError),
+}
+
+/// Why an acknowledgement did not come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// No answer within the timeout.
+    #[error("acknowledgement timed out")]
+    Timeout,
+    /// The socket disconnected first.
+    #[error("socket disconnected before acknowledging")]
+    Disconnected,
+}
+
+/// The arguments of an acknowledgement.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AckResponse {
+    /// The JSON arguments (binary ones as placeholders `{"_placeholder":true,"num":N}`).
+    pub args: Vec<Value>,
+    /// The binary attachments, in placeholder order.
+    pub binary: Vec<Bytes>,
+}
+
+impl AckResponse {
+    /// Argument `i` as `T`.
+    pub fn arg<T: DeserializeOwned>(&self, i: usize) -> Result<T, serde_json::Error> {
+        T::deserialize(self.args.get(i).unwrap_or(&Value::Null))
+    }
+}
+
+/// An encoded packet, ready for many sockets: its frames are cloned per recipient, sharing
+/// the bytes (encode once, send many).
+#[derive(Debug)]
+pub struct Encoded {
+    pub(crate) frames: Vec<Frame>,
+    /// The ack id the packet carries, if any.
+    pub ack_id: Option<u64>,
+}
+
+impl Encoded {
+    /// Encodes a packet and its attachments.
+    pub fn new(packet: &Packet) -> Encoded {
+        let mut frames = Vec::with_capacity(1 + packet.attachments.len());
+        frames.push(Frame::message(&packet.encode()));
+        frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
+        Encoded { frames, ack_id: packet.id }
+    }
+}
+
+/// Builds an event packet: binary attachments go after the JSON arguments as placeholders.
+pub(crate) fn event_packet(nsp: &str, name: &str, mut args: Vec<Value>, binary: Vec<Bytes>, id: Option<u64>) -> Packet {
+    let mut data = Vec::with_capacity(1 + args.len() + binary.len());
+    data.push(Value::String(name.to_owned()));
+    data.append(&mut args);
+    for i in 0..binary.len() {
+        data.push(serde_json::json!({"_placeholder": true, "num": i}));
+    }
+    Packet {
+        kind: if binary.is_empty() { PacketType::Event } else { PacketType::BinaryEvent },
+        nsp: nsp.to_owned(),
+        id,
+        data: Some(Value::Array(data)),
+        attachments: binary,
+    }
+}
+
+pub(crate) fn to_value<T: Serialize + ?Sized>(data: &T) -> Result<Value, EmitError> {
+    serde_json::to_value(data).map_err(|e| EmitError::Serialize(e.to_string()))
+}
+
+/// A client connected to a namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Socket(pub(crate) Arc<SocketInner>);
+
+pub(crate) struct SocketInner {
+    pub(crate) id: Sid,
+    pub(crate) ns: Arc<Namespace>,
+    pub(crate) session: Weak<Session<Conn>>,
+    pub(crate) acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) auth: Value,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket").field("id", &self.0.id).field("ns", &self.0.ns.name()).finish()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Socket {
+    pub(crate) fn new(ns: Arc<Namespace>, session: &Arc<Session<Conn>>, auth: Value) -> Socket {
+        Socket(Arc::new(SocketInner {
+            id: Sid::generate(),
+            ns,
+            session: Arc::downgrade(session),
+            acks: Mutex::new(HashMap::new()),
+            connected: AtomicBool::new(false),
+            auth,
+        }))
+    }
+
+    /// The socket id (distinct from the Engine.IO session id; sent to the client on connect).
+    pub fn id(&self) -> Sid {
+        self.0.id
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Arc<Namespace> {
+        &self.0.ns
+    }
+
+    /// The `auth` payload of the client's CONNECT (`null` if none).
+    pub fn auth(&self) -> &Value {
+        &self.0.auth
+    }
+
+    /// What the connection's first request showed (query, remote address).
+    pub fn handshake(&self) -> Option<crate::conn::ConnInfo> {
+        self.0.session.upgrade().map(|s| s.data().info.clone())
+    }
+
+    /// The Engine.IO session id of the connection under this socket.
+    pub fn engine_sid(&self) -> Option<Sid> {
+        self.0.session.upgrade().map(|s| s.sid())
+    }
+
+    /// Whether the socket is connected.
+    pub fn connected(&self) -> bool {
+        self.0.connected.load(Ordering::Acquire)
+    }
+
+    /// Number of acknowledgements this server waits for from this socket.
+    pub fn pending_acks(&self) -> usize {
+        self.0.acks.lock().len()
+    }
+
+    /// Queues an encoded packet. When the queue is full a volatile packet is dropped
+    /// (`Ok(false)`); otherwise the connection is closed with [`DisconnectReason::QueueFull`].
+    pub(crate) fn send_encoded(&self, e: &Encoded, volatile: bool) -> Result<bool, EmitError> {
+        let Some(session) = self.0.session.upgrade() else {
+            return Err(EmitError::Disconnected);
+        };
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        match session.send_frames(&e.frames) {
+            Ok(()) => Ok(true),
+            Err(SendError::Full) if volatile => Ok(false),
+            Err(SendError::Full) => {
+                session.close(switchboard_engineio::CloseReason::QueueFull);
+                Err(EmitError::QueueFull)
+            }
+            Err(_) => Err(EmitError::Disconnected),
+        }
+    }
+
+    pub(crate) fn send_packet(&self, p: &Packet) -> Result<bool, EmitError> {
+        self.send_encoded(&Encoded::new(p), false)
+    }
+
+    /// Sends and registers for the ack whose id the packet carries.
+    pub(crate) fn send_encoded_with_ack(&self, e: &Encoded, volatile: bool) -> Option<AckWait> {
+        let id = e.ack_id?;
+        let (tx, rx) = oneshot::channel();
+        self.0.acks.lock().insert(id, tx);
+        let wait = AckWait { rx, socket: Arc::downgrade(&self.0), id, timeout: self.0.ns.ack_timeout() };
+        match self.send_encoded(e, volatile) {
+            Ok(true) => Some(wait),
+            _ => None,
+        }
+    }
+
+    /// Emits `event` with one argument (any `Serialize`; a tuple or array is still one
+    /// argument: use [`emit_with`](Self::emit_with) for several).
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.emit_with(event, vec![to_value(data)?], Vec::new())
+    }
+
+    /// Emits `event` with several JSON arguments and binary attachments (sent after the JSON
+    /// arguments; clients receive them as `Buffer`/`bytes` arguments).
+    pub fn emit_with(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<(), EmitError> {
+        if crate::packet::is_reserved_event(event) {
+            return Err(EmitError::ReservedEvent);
+        }
+        self.send_packet(&event_packet(self.0.ns.name(), event, args, binary, None)).map(|_| ())
+    }
+
+    /// Emits and waits for the client's acknowledgement: `.await` the result (the namespace's
+    /// default ack timeout applies; [`AckWait::timeout`] changes it).
+    pub fn emit_with_ack<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<AckWait, EmitError> {
+        self.emit_with_ack_args(event, vec![to_value(data)?], Vec::new())
+    }
+
+    /// [`emit_with_ack`](Self::emit_with_ack) with several arguments and attachments.
+    pub fn emit_with_ack_args(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<AckWait, EmitError> {
+        if crate::packet::is_reserved_event(event) {
+            return Err(EmitError::ReservedEvent);
+        }
+        let id = next_ack_id();
+        let e = Encoded::new(&event_packet(self.0.ns.name(), event, args, binary, Some(id)));
+        let (tx, rx) = oneshot::channel();
+        self.0.acks.lock().insert(id, tx);
+        let wait = AckWait { rx, socket: Arc::downgrade(&self.0), id, timeout: self.0.ns.ack_timeout() };
+        self.send_encoded(&e, false)?;
+        Ok(wait)
+    }
+
+    /// Sends a `message` event (the seed's `send`).
+    pub fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+        self.emit("message", data)
+    }
+
+    /// Joins rooms.
+    pub async fn join(&self, rooms: impl crate::IntoRooms) -> Result<(), EmitError> {
+        let ns = &self.0.ns;
+        ns.adapter().add_all(ns, self.id(), rooms.into_rooms()).await?;
+        Ok(())
+    }
+
+    /// Leaves rooms.
+    pub async fn leave(&self, rooms: impl crate::IntoRooms) -> Result<(), EmitError> {
+        let ns = &self.0.ns;
+        ns.adapter().del(ns, self.id(), rooms.into_rooms()).await?;
+        Ok(())
+    }
+
+    /// The rooms this socket is in, its own id room first.
+    pub async fn rooms(&self) -> Result<Vec<Room>, EmitError> {
+        let ns = &self.0.ns;
+        Ok(ns.adapter().socket_rooms(ns, self.id()).await?)
+    }
+
+    /// A broadcast to `rooms`, without this socket (`socket.to(room).emit(…)`).
+    pub fn to(&self, rooms: impl crate::IntoRooms) -> BroadcastOperator {
+        BroadcastOperator::new(self.0.ns.clone()).to(rooms).except(self.id())
+    }
+
+    /// A broadcast to every socket of the namespace but this one.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.0.ns.clone()).except(self.id())
+    }
+
+    /// Disconnects the socket from its namespace (the client gets a DISCONNECT packet and
+    /// its reason is "io server disconnect").
+    pub fn disconnect(&self) {
+        let nsp = self.0.ns.name();
+        let p = Packet { kind: PacketType::Disconnect, nsp: nsp.to_owned(), id: None, data: None, attachments: Vec::new() };
+        let _ = self.send_packet(&p);
+        self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Leaves the namespace: out of the socket table and every room, pending acks failed, the
+    /// disconnect handler run. Once.
+    pub(crate) fn on_disconnect(&self, reason: DisconnectReason) {
+        if !self.0.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.0.acks.lock().clear();
+        if let Some(session) = self.0.session.upgrade() {
+            session.data().remove_socket(self);
+        }
+        let ns = self.0.ns.clone();
+        ns.remove_socket(self.id());
+        let socket = self.clone();
+        tokio::spawn(async move {
+            let _ = ns.adapter().del_all(&ns, socket.id()).await;
+            if let Some(h) = ns.handlers().disconnect.clone() {
+                h(socket, reason).await;
+            }
+        });
+    }
+
+    /// An acknowledgement from the client.
+    pub(crate) fn on_ack(&self, id: u64, resp: AckResponse) {
+        if let Some(tx) = self.0.acks.lock().remove(&id) {
+            let _ = tx.send(resp);
+        }
+    }
+}
+
+/// Waits for one acknowledgement. Dropping it (or its timing out) forgets the ack id, so the
+/// socket's ack table does not grow (security: E16).
+#[derive(Debug)]
+pub struct AckWait {
+    rx: oneshot::Receiver<AckResponse>,
+    socket: Weak<SocketInner>,
+    id: u64,
+    timeout: Duration,
+}
+
+impl AckWait {
+    /// Sets the timeout.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Waits for the answer.
+    pub async fn wait(mut self) -> Result<AckResponse, AckError> {
+        match tokio::time::timeout(self.timeout, &mut self.rx).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => Err(AckError::Timeout),
+        }
+    }
+}
+
+impl Drop for AckWait {
+    fn drop(&mut self) {
+        if let Some(s) = self.socket.upgrade() {
+            s.acks.lock().remove(&self.id);
+        }
+    }
+}
+
+impl IntoFuture for AckWait {
+    type Output = Result<AckResponse, AckError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}
+
+impl fmt::Debug for SocketInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketInner").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// An event from a client.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// The JSON arguments (binary ones as placeholders `{"_placeholder":true,"num":N}`).
+    pub args: Vec<Value>,
+    /// The binary attachments, in placeholder order.
+    pub binary: Vec<Bytes>,
+    ack: Option<AckSender>,
+}
+
+impl Event {
+    pub(crate) fn new(name: String, args: Vec<Value>, binary: Vec<Bytes>, ack: Option<AckSender>) -> Self {
+        Event { name, args, binary, ack }
+    }
+
+    /// Argument `i` as `T` (a missing argument is `null`).
+    pub fn arg<T: DeserializeOwned>(&self, i: usize) -> Result<T, serde_json::Error> {
+        T::deserialize(self.args.get(i).unwrap_or(&Value::Null))
+    }
+
+    /// The first argument as `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        self.arg(0)
+    }
+
+    /// Whether the client asked for an acknowledgement.
+    pub fn wants_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Takes the acknowledgement to send later.
+    pub fn take_ack(&mut self) -> Option<AckSender> {
+        self.ack.take()
+    }
+
+    /// Acknowledges with one argument (no-op if the client asked for none).
+    pub fn ack<T: Serialize + ?Sized>(&mut self, data: &T) -> Result<(), EmitError> {
+        match self.ack.take() {
+            Some(a) => a.send(data),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sends the acknowledgement of one client event, once.
+#[derive(Debug)]
+pub struct AckSender {
+    socket: Socket,
+    id: u64,
+}
+
+impl AckSender {
+    pub(crate) fn new(socket: Socket, id: u64) -> Self {
+        AckSender { socket, id }
+    }
+
+    /// Acknowledges with one argument.
+    pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
+        self.send_with(vec![to_value(data)?], Vec::new())
+    }
+
+    /// Acknowledges with several arguments and binary attachments.
+    pub fn send_with(self, mut args: Vec<Value>, binary: Vec<Bytes>) -> Result<(), EmitError> {
+        for i in 0..binary.len() {
+            args.push(serde_json::json!({"_placeholder": true, "num": i}));
+        }
+        let p = Packet {
+            kind: if binary.is_empty() { PacketType::Ack } else { PacketType::BinaryAck },
+            nsp: self.socket.0.ns.name().to_owned(),
+            id: Some(self.id),
+            data: Some(Value::Array(args)),
+            attachments: binary,
+        };
+        self.socket.send_packet(&p).map(|_| ())
+    }
+}
