@@ -54,6 +54,17 @@ impl Conn {
 #[derive(Clone, Debug)]
 pub struct IoHandler(pub(crate) Arc<IoInner>);
 
+/// Runs a handler up to its first pending await right here, then on its own task. Handlers
+/// therefore start in packet order and their synchronous parts (an emit, an ack) happen in
+/// that order too, as on Node.
+pub(crate) fn run_now_or_spawn(mut fut: crate::HandlerFuture) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        // The spawned task polls it again at once, with a real waker.
+        tokio::spawn(fut);
+    }
+}
+
 fn map_reason(r: CloseReason) -> DisconnectReason {
     match r {
         CloseReason::TransportClose => DisconnectReason::TransportClose,
@@ -159,7 +170,7 @@ impl IoHandler {
                 let Some(h) = handlers.events.get(&name).or(handlers.any.as_ref()).cloned() else { return };
                 let ack = p.id.map(|id| AckSender::new(socket.clone(), id));
                 let ev = Event::new(name, args, p.attachments, ack);
-                tokio::spawn(h(socket, ev));
+                run_now_or_spawn(h(socket, ev));
             }
             PacketType::Ack | PacketType::BinaryAck => {
                 let (Some(socket), Some(id), Some(Value::Array(args))) = (conn.socket(&p.nsp), p.id, p.data) else {
@@ -234,6 +245,6 @@ impl IoHandler {
                 h(socket).await;
             }
         };
-        tokio::spawn(run);
+        run_now_or_spawn(Box::pin(run));
     }
 }
