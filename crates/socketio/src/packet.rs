@@ -109,6 +109,32 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Sets [`max_attachments`](Self::max_attachments).
+    pub fn with_max_attachments(mut self, n: usize) -> Self {
+        self.max_attachments = n;
+        self
+    }
+
+    /// Sets [`max_attachment_bytes`](Self::max_attachment_bytes).
+    pub fn with_max_attachment_bytes(mut self, n: usize) -> Self {
+        self.max_attachment_bytes = n;
+        self
+    }
+
+    /// Sets [`assembly_timeout`](Self::assembly_timeout).
+    pub fn with_assembly_timeout(mut self, d: Duration) -> Self {
+        self.assembly_timeout = d;
+        self
+    }
+
+    /// Sets [`max_namespace_len`](Self::max_namespace_len).
+    pub fn with_max_namespace_len(mut self, n: usize) -> Self {
+        self.max_namespace_len = n;
+        self
+    }
+}
+
 /// Why a packet is invalid. The server closes the connection (a parse-error disconnect).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
