@@ -249,7 +249,9 @@ impl<H: Handler> EngineInner<H> {
             (Transport::WebSocket, _) if !self.config.websocket => {
                 error_response(ErrorCode::TransportUnknown, cors.as_ref())
             }
-            (Transport::Polling, _) if !self.config.polling => error_response(ErrorCode::TransportUnknown, cors.as_ref()),
+            (Transport::Polling, _) if !self.config.polling => {
+                error_response(ErrorCode::TransportUnknown, cors.as_ref())
+            }
             (Transport::WebSocket, sid) => {
                 if !is_get || !wants_ws {
                     return error_response(ErrorCode::BadRequest, cors.as_ref());

@@ -78,7 +78,13 @@ fn map_reason(r: CloseReason) -> DisconnectReason {
 }
 
 fn connect_error(nsp: &str, message: Value) -> Packet {
-    Packet { kind: PacketType::ConnectError, nsp: nsp.to_owned(), id: None, data: Some(message), attachments: Vec::new() }
+    Packet {
+        kind: PacketType::ConnectError,
+        nsp: nsp.to_owned(),
+        id: None,
+        data: Some(message),
+        attachments: Vec::new(),
+    }
 }
 
 impl switchboard_engineio::Handler for IoHandler {

@@ -315,7 +315,11 @@ impl SocketIo {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then closes every connection.
-    pub async fn serve<F: Future<Output = ()>>(&self, listener: tokio::net::TcpListener, shutdown: F) -> std::io::Result<()> {
+    pub async fn serve<F: Future<Output = ()>>(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: F,
+    ) -> std::io::Result<()> {
         let r = switchboard_engineio::serve(listener, self.engine.clone(), shutdown).await;
         self.engine.close_all(switchboard_engineio::CloseReason::ServerShutdown);
         r
@@ -330,7 +334,12 @@ impl SocketIo {
         match self.of("/") {
             Some(ns) => ns,
             // `build` always creates "/"; this only keeps the type total.
-            None => Arc::new(Namespace::new("/", Arc::new(Handlers::new()), Box::new(LocalAdapter::new()), self.inner.config.ack_timeout)),
+            None => Arc::new(Namespace::new(
+                "/",
+                Arc::new(Handlers::new()),
+                Box::new(LocalAdapter::new()),
+                self.inner.config.ack_timeout,
+            )),
         }
     }
 

@@ -96,12 +96,17 @@ impl BroadcastOperator {
 
     /// Emits with an ack request to every selected socket and gathers the answers that come
     /// within the timeout.
-    pub async fn emit_with_ack<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<BroadcastAcks, EmitError> {
+    pub async fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<BroadcastAcks, EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
         let id = next_ack_id();
-        let e = Arc::new(Encoded::new(&event_packet(self.ns.name(), event, vec![to_value(data)?], Vec::new(), Some(id))));
+        let e =
+            Arc::new(Encoded::new(&event_packet(self.ns.name(), event, vec![to_value(data)?], Vec::new(), Some(id))));
         let t = self.timeout.unwrap_or(self.ns.ack_timeout());
         Ok(self.ns.adapter().broadcast_with_ack(&self.ns, e, &self.opts, t).await?)
     }

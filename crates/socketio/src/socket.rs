@@ -350,7 +350,8 @@ impl Socket {
     /// its reason is "io server disconnect").
     pub fn disconnect(&self) {
         let nsp = self.0.ns.name();
-        let p = Packet { kind: PacketType::Disconnect, nsp: nsp.to_owned(), id: None, data: None, attachments: Vec::new() };
+        let p =
+            Packet { kind: PacketType::Disconnect, nsp: nsp.to_owned(), id: None, data: None, attachments: Vec::new() };
         let _ = self.send_packet(&p);
         self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
     }

@@ -98,9 +98,8 @@ async fn e2_bad_query_parameters_get_json_errors() {
     assert_eq!(http(addr, "GET", "/other", &[], b"").await.0, 404);
     // An Origin allowlist guards polling and WebSocket alike (code 4, 403).
     let guarded = start(
-        EngineConfig::default().with_origins(switchboard_ws::proto::handshake::server::OriginPolicy::allow_list([
-            "https://good.example",
-        ])),
+        EngineConfig::default()
+            .with_origins(switchboard_ws::proto::handshake::server::OriginPolicy::allow_list(["https://good.example"])),
         |c| c,
     )
     .await;
@@ -231,7 +230,7 @@ async fn e7_socket_errors_on_the_upgrade_path_are_contained() {
         );
         tcp.write_all(req.as_bytes()).await.unwrap();
         tcp.write_all(&[0x81, 0x85, 1, 2]).await.unwrap();
-        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+        tcp.set_zero_linger().unwrap();
         drop(tcp);
         // HTTP/2 cleartext upgrade: not an Engine.IO transport; answered, not crashed.
         let (s, _) = http(
@@ -311,7 +310,8 @@ async fn e9_heartbeat_timeout_on_websocket() {
 async fn expect_parse_error(srv: &TestServer, packets: &[&str]) {
     let (other_sid, _) = connected_polling(srv.addr).await;
     let (sid, socket) = connected_polling(srv.addr).await;
-    let body: Vec<String> = packets.iter().map(|p| if p.starts_with('b') { p.to_string() } else { format!("4{p}") }).collect();
+    let body: Vec<String> =
+        packets.iter().map(|p| if p.starts_with('b') { p.to_string() } else { format!("4{p}") }).collect();
     let (status, _) = post(srv.addr, &sid, &body.join("\x1e")).await;
     assert_eq!(status, 200, "{packets:?}");
     assert!(
@@ -371,8 +371,11 @@ async fn e13_placeholder_abuse_disconnects() {
     ] {
         expect_parse_error(&srv, &[p, att]).await;
     }
-    expect_parse_error(&srv, &["52-[\"e\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]", att, att])
-        .await;
+    expect_parse_error(
+        &srv,
+        &["52-[\"e\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]", att, att],
+    )
+    .await;
     expect_parse_error(&srv, &["2[\"e\",{\"_placeholder\":true,\"num\":0}]"]).await;
     // A valid one is delivered with the received bytes.
     let (sid, _) = connected_polling(srv.addr).await;
@@ -396,7 +399,8 @@ async fn e14_attachment_caps() {
     expect_parse_error(&srv, &refs).await;
     // Declared two, sent one: closed once the assembly time is up.
     let (sid, socket) = connected_polling(srv.addr).await;
-    post(srv.addr, &sid, "452-[\"e\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]\x1ebAQID").await;
+    post(srv.addr, &sid, "452-[\"e\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]\x1ebAQID")
+        .await;
     assert!(srv.log.wait_for(&format!("disconnect / {socket} parse error"), Duration::from_secs(3)).await);
 }
 

@@ -84,8 +84,7 @@ fn main_handlers(log: Log) -> Handlers {
             let args = ev.args.clone();
             let bin = ev.binary.clone();
             // Without the placeholders: the attachments are appended again on the way out.
-            let plain: Vec<Value> =
-                args.iter().filter(|a| a.get("_placeholder").is_none()).cloned().collect();
+            let plain: Vec<Value> = args.iter().filter(|a| a.get("_placeholder").is_none()).cloned().collect();
             if let Some(ack) = ev.take_ack() {
                 let _ = ack.send_with(plain, bin);
             } else {
@@ -103,8 +102,7 @@ fn main_handlers(log: Log) -> Handlers {
             let _ = ev.ack(&ok);
         })
         .on("rooms", |socket, mut ev| async move {
-            let rooms: Vec<String> =
-                socket.rooms().await.unwrap_or_default().iter().map(|r| r.to_string()).collect();
+            let rooms: Vec<String> = socket.rooms().await.unwrap_or_default().iter().map(|r| r.to_string()).collect();
             let _ = ev.ack(&rooms);
         })
         .on("to_room", |socket, mut ev| async move {
@@ -213,7 +211,9 @@ pub async fn start(engine: EngineConfig, tweak: impl FnOnce(SocketIoConfig) -> S
 /// A default test server (ping every 1 s, 2 s to answer) and a fast-heartbeat one.
 pub async fn default_server() -> TestServer {
     start(
-        EngineConfig::default().with_ping_interval(Duration::from_millis(1000)).with_ping_timeout(Duration::from_millis(2000)),
+        EngineConfig::default()
+            .with_ping_interval(Duration::from_millis(1000))
+            .with_ping_timeout(Duration::from_millis(2000)),
         |c| c,
     )
     .await
@@ -221,14 +221,22 @@ pub async fn default_server() -> TestServer {
 
 pub async fn heartbeat_server() -> TestServer {
     start(
-        EngineConfig::default().with_ping_interval(Duration::from_millis(300)).with_ping_timeout(Duration::from_millis(300)),
+        EngineConfig::default()
+            .with_ping_interval(Duration::from_millis(300))
+            .with_ping_timeout(Duration::from_millis(300)),
         |c| c,
     )
     .await
 }
 
 /// A raw HTTP/1.1 exchange (one request, `Connection: close`): status and body.
-pub async fn http(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     for (k, v) in headers {
