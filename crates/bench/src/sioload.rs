@@ -1,0 +1,272 @@
+//! `switchboard-sioload`: a Socket.IO load generator over the WebSocket transport, for the
+//! side-by-side benchmarks of Socket.IO servers (ours, socketioxide, Node socket.io). It
+//! speaks the raw protocol (`40`, `42[…]`, `421[…]`) so that its own cost is small, and
+//! measures the *server's* RSS and CPU time through `/proc/PID`.
+//!
+//! Modes (the server protocol is in `examples/sio_switchboard_server.rs`):
+//! - `idle`: N sockets connected to `/`; reports RSS growth per socket.
+//! - `broadcast`: N sockets join room `bench`; one more socket asks for `count` broadcasts of
+//!   a `size`-byte event; reports deliveries per server-CPU-second and checks none is lost.
+//! - `ack`: C sockets each keep one `echo` with ack in flight for `secs`; reports round trips
+//!   per server-CPU-second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use switchboard_ws::{ClientBuilder, Config, Message, WebSocket};
+use tokio::sync::Semaphore;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// `idle`, `broadcast` or `ack`.
+    #[arg(long)]
+    mode: String,
+    /// Server address (host:port).
+    #[arg(long)]
+    addr: String,
+    /// The server's process id (RSS and CPU time are read from /proc).
+    #[arg(long)]
+    pid: u32,
+    /// Sockets.
+    #[arg(long, default_value_t = 1000)]
+    conns: usize,
+    /// Broadcasts (broadcast mode).
+    #[arg(long, default_value_t = 100)]
+    count: u64,
+    /// Event payload bytes (broadcast mode).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Duration in seconds (ack mode).
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Idle: seconds to settle before reading RSS.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
+    /// Source addresses to spread connections over (127.0.0.1 … 127.0.0.N).
+    #[arg(long, default_value_t = 4)]
+    sources: u8,
+}
+
+type Ws = WebSocket<switchboard_ws::MaybeTlsStream>;
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of the whole process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Connects one socket to `/` over WebSocket; returns it once the CONNECT reply is in.
+async fn connect(addr: &str, source: u8) -> Result<Ws, String> {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, source));
+    let mut ws = ClientBuilder::new(url)
+        .local_address(ip)
+        .config(Config::default().with_max_message_size(16 << 20))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    ws.send("40").await.map_err(|e| e.to_string())?;
+    loop {
+        match ws.recv().await {
+            Some(Ok(Message::Text(t))) if t.starts_with("40") => return Ok(ws),
+            Some(Ok(Message::Text(t))) if t.starts_with("44") => return Err(format!("refused: {t}")),
+            Some(Ok(_)) => {}
+            other => return Err(format!("closed during connect: {other:?}")),
+        }
+    }
+}
+
+/// Reads one packet, answering pings; `None` when the connection ends.
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match ws.recv().await? {
+            Ok(Message::Text(t)) if &*t == "2" => {
+                ws.send("3").await.ok()?;
+            }
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn connect_many(args: &Args, n: usize) -> Vec<Ws> {
+    let sem = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let sem = sem.clone();
+        let addr = args.addr.clone();
+        let source = 1 + (i % usize::from(args.sources.max(1))) as u8;
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire().await;
+            connect(&addr, source).await
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(ws)) => out.push(ws),
+            Ok(Err(e)) => eprintln!("connect failed: {e}"),
+            Err(e) => eprintln!("task failed: {e}"),
+        }
+    }
+    out
+}
+
+async fn idle(args: &Args) {
+    let before = rss_kib(args.pid);
+    let socks = connect_many(args, args.conns).await;
+    let n = socks.len();
+    // Keep answering pings while settling.
+    let mut keep = Vec::new();
+    for mut ws in socks {
+        keep.push(tokio::spawn(async move { while next_text(&mut ws).await.is_some() {} }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let after = rss_kib(args.pid);
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / n.max(1) as f64;
+    println!("idle sockets={n} rss_before_kib={before} rss_after_kib={after} bytes_per_socket={per:.0}");
+    for k in keep {
+        k.abort();
+    }
+}
+
+async fn broadcast(args: &Args) {
+    let socks = connect_many(args, args.conns).await;
+    let n = socks.len();
+    // Join, then count ticks.
+    let received = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let total = n as u64 * args.count;
+    let mut tasks = Vec::new();
+    for mut ws in socks {
+        let (received, ready, done) = (received.clone(), ready.clone(), done.clone());
+        let count = args.count;
+        tasks.push(tokio::spawn(async move {
+            if ws.send("420[\"join\"]").await.is_err() {
+                return 0;
+            }
+            let mut got = 0u64;
+            while let Some(t) = next_text(&mut ws).await {
+                if t.starts_with("430") {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                } else if t.starts_with("42[\"tick\"") {
+                    got += 1;
+                    if received.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                        done.notify_one();
+                    }
+                    if got == count {
+                        break;
+                    }
+                }
+            }
+            got
+        }));
+    }
+    while ready.load(Ordering::Relaxed) < n as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut control = match connect(&args.addr, 200).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("control: {e}");
+            return;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0 = cpu_secs(args.pid);
+    let t0 = Instant::now();
+    let _ = control.send(format!("42[\"blast\",{{\"count\":{},\"size\":{}}}]", args.count, args.size)).await;
+    let finished = tokio::time::timeout(Duration::from_secs(120), done.notified()).await.is_ok();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(args.pid) - cpu0;
+    let got = received.load(Ordering::Relaxed);
+    println!(
+        "broadcast sockets={n} count={} size={} delivered={got}/{total} lost={} wall_s={wall:.3} server_cpu_s={cpu:.2} deliveries_per_cpu_s={:.0} complete={finished}",
+        args.count,
+        args.size,
+        total - got.min(total),
+        got as f64 / cpu.max(0.01)
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+async fn ack(args: &Args) {
+    let socks = connect_many(args, args.conns).await;
+    let n = socks.len();
+    let rtts = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(args.secs) + Duration::from_millis(300);
+    let start_at = Instant::now() + Duration::from_millis(300);
+    let cpu_at_start = Arc::new(std::sync::Mutex::new(None::<f64>));
+    let mut tasks = Vec::new();
+    for mut ws in socks {
+        let rtts = rtts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut id: u64 = 0;
+            tokio::time::sleep_until(start_at.into()).await;
+            while Instant::now() < stop {
+                id += 1;
+                if ws.send(format!("42{id}[\"echo\",{{\"n\":{id}}}]")).await.is_err() {
+                    return;
+                }
+                let want = format!("43{id}[");
+                loop {
+                    match next_text(&mut ws).await {
+                        Some(t) if t.starts_with(&want) => break,
+                        Some(_) => {}
+                        None => return,
+                    }
+                }
+                rtts.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep_until(start_at.into()).await;
+    let cpu0 = cpu_secs(args.pid);
+    *cpu_at_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(cpu0);
+    let base = rtts.load(Ordering::Relaxed);
+    tokio::time::sleep_until(stop.into()).await;
+    let cpu = cpu_secs(args.pid) - cpu0;
+    let count = rtts.load(Ordering::Relaxed) - base;
+    for t in tasks {
+        t.abort();
+    }
+    println!(
+        "ack clients={n} secs={} round_trips={count} server_cpu_s={cpu:.2} rtt_per_cpu_s={:.0} rtt_per_s={:.0}",
+        args.secs,
+        count as f64 / cpu.max(0.01),
+        count as f64 / args.secs as f64
+    );
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match args.mode.as_str() {
+        "idle" => idle(&args).await,
+        "broadcast" => broadcast(&args).await,
+        "ack" => ack(&args).await,
+        m => {
+            eprintln!("unknown mode {m}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
