@@ -62,6 +62,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The session ended; runs once.
     fn on_close(&self, session: &Arc<Session<Self::Data>>, reason: CloseReason);
+
+    /// The deadline set with [`Session::set_deadline`] passed.
+    fn on_deadline(&self, session: &Arc<Session<Self::Data>>) {
+        let _ = session;
+    }
 }
 
 pub(crate) struct EngineInner<H: Handler> {
@@ -326,7 +331,11 @@ impl<H: Handler> EngineInner<H> {
             if session.state.lock().mode == Mode::WebSocket {
                 return;
             }
-            let Some(at) = session.tick(Instant::now()) else {
+            let (at, due) = session.tick(Instant::now());
+            if due {
+                self.handler.on_deadline(&session);
+            }
+            let Some(at) = at else {
                 self.finish(&session);
                 return;
             };
@@ -604,11 +613,20 @@ impl<H: Handler> EngineInner<H> {
         self.run_ws(session, ws).await;
     }
 
+    /// Runs the heartbeat and the application deadline.
+    fn tick(&self, session: &Arc<Session<H::Data>>) -> Option<Instant> {
+        let (at, due) = session.tick(Instant::now());
+        if due {
+            self.handler.on_deadline(session);
+        }
+        at
+    }
+
     /// The WebSocket transport: reads packets, writes the queue, runs the heartbeat.
     async fn run_ws(self: Arc<Self>, session: Arc<Session<H::Data>>, mut ws: UpgradedSocket) {
         const HIGH_WATER: usize = 256 << 10;
         let mut batch = Vec::new();
-        let mut at = session.tick(Instant::now());
+        let mut at = self.tick(&session);
         loop {
             let notified = session.wake.notified();
             tokio::pin!(notified);
@@ -668,7 +686,7 @@ impl<H: Handler> EngineInner<H> {
                 match tokio::time::timeout_at(deadline.into(), ws.flush()).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => session.close(CloseReason::TransportError),
-                    Err(_) => at = session.tick(Instant::now()),
+                    Err(_) => at = self.tick(&session),
                 }
                 continue;
             }
@@ -689,12 +707,10 @@ impl<H: Handler> EngineInner<H> {
                         Some(Err(_)) => session.close(CloseReason::TransportError),
                     }
                     // A pong moves the next ping.
-                    at = session.tick(now);
+                    at = self.tick(&session);
                 }
-                _ = notified => {}
-                _ = tokio::time::sleep_until(sleep_at.into()) => {
-                    at = session.tick(Instant::now());
-                }
+                _ = notified => at = self.tick(&session),
+                _ = tokio::time::sleep_until(sleep_at.into()) => at = self.tick(&session),
             }
         }
     }

@@ -87,6 +87,8 @@ pub(crate) struct State {
     /// A `noop` is owed to the pending (or next) poll: the upgrade's probe was answered.
     pub(crate) noop: bool,
     pub(crate) next_ping: Instant,
+    /// The application's deadline ([`Session::set_deadline`]).
+    pub(crate) app_deadline: Option<Instant>,
     pub(crate) ping_sent: Option<Instant>,
     pub(crate) closed: Option<CloseReason>,
     /// The `close` packet went out (or will not, for a dead transport).
@@ -182,6 +184,7 @@ impl<D> Session<D> {
                 post_active: false,
                 noop: false,
                 next_ping: now + config.timing.ping_interval,
+                app_deadline: None,
                 ping_sent: None,
                 closed: None,
                 close_sent: false,
@@ -306,22 +309,35 @@ impl<D> Session<D> {
         st.next_ping = now + self.config.timing.ping_interval;
     }
 
+    /// Sets (or clears) a deadline for the application: when it passes, the transport calls
+    /// [`Handler::on_deadline`](crate::Handler::on_deadline) once. It costs no task or timer
+    /// of its own: the session's transport task wakes for it.
+    pub fn set_deadline(&self, at: Option<Instant>) {
+        self.state.lock().app_deadline = at;
+        self.wake.notify_waiters();
+    }
+
     /// Runs the heartbeat: queues a ping when due, closes on a missed pong. Returns when to
-    /// call again, or `None` once the session is closed.
-    pub(crate) fn tick(&self, now: Instant) -> Option<Instant> {
-        let (at, ping) = {
+    /// call again (`None` once the session is closed) and whether the application deadline
+    /// has just passed.
+    pub(crate) fn tick(&self, now: Instant) -> (Option<Instant>, bool) {
+        let (at, ping, app_due) = {
             let mut st = self.state.lock();
             if st.closed.is_some() {
-                return None;
+                return (None, false);
             }
-            match st.ping_sent {
+            let app_due = st.app_deadline.is_some_and(|d| now >= d);
+            if app_due {
+                st.app_deadline = None;
+            }
+            let (at, ping) = match st.ping_sent {
                 Some(sent) => {
                     let due = sent + self.config.timing.ping_timeout;
                     if now >= due {
                         st.closed = Some(CloseReason::PingTimeout);
                         drop(st);
                         self.wake.notify_waiters();
-                        return None;
+                        return (None, false);
                     }
                     (due, false)
                 }
@@ -330,11 +346,16 @@ impl<D> Session<D> {
                     (now + self.config.timing.ping_timeout, true)
                 }
                 None => (st.next_ping, false),
-            }
+            };
+            let at = match st.app_deadline {
+                Some(d) if d < at => d,
+                _ => at,
+            };
+            (at, ping, app_due)
         };
         if ping {
             self.push_control(Packet::Ping(Default::default()));
         }
-        Some(at)
+        (Some(at), app_due)
     }
 }

@@ -102,16 +102,24 @@ impl switchboard_engineio::Handler for IoHandler {
 
     fn on_open(&self, session: &Arc<Session<Conn>>) {
         // Close a connection that never connects to a namespace (security: E15).
-        let weak = Arc::downgrade(session);
-        let t = self.0.config.connect_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(t).await;
-            if let Some(s) = weak.upgrade() {
-                if !s.data().connected_once.load(Ordering::Acquire) {
-                    s.close(CloseReason::ForcedClose);
-                }
-            }
-        });
+        session.set_deadline(Some(Instant::now() + self.0.config.connect_timeout));
+    }
+
+    fn on_deadline(&self, session: &Arc<Session<Conn>>) {
+        let conn = session.data();
+        if !conn.connected_once.load(Ordering::Acquire) {
+            session.close(CloseReason::ForcedClose);
+            return;
+        }
+        // The binary packet being assembled is late (security: E14).
+        let mut d = conn.decoder.lock();
+        if d.check_timeout(Instant::now()).is_err() {
+            drop(d);
+            session.close(CloseReason::ParseError);
+        } else if let Some(at) = d.deadline() {
+            drop(d);
+            session.set_deadline(Some(at));
+        }
     }
 
     fn on_message(&self, session: &Arc<Session<Conn>>, data: Data) {
@@ -128,16 +136,8 @@ impl switchboard_engineio::Handler for IoHandler {
             Ok(None) => {
                 // A binary packet waits for attachments: enforce the assembly deadline.
                 let deadline = session.data().decoder.lock().deadline();
-                if let Some(at) = deadline {
-                    let weak = Arc::downgrade(session);
-                    tokio::spawn(async move {
-                        tokio::time::sleep_until(at.into()).await;
-                        if let Some(s) = weak.upgrade() {
-                            if s.data().decoder.lock().check_timeout(Instant::now()).is_err() {
-                                s.close(CloseReason::ParseError);
-                            }
-                        }
-                    });
+                if deadline.is_some() {
+                    session.set_deadline(deadline);
                 }
             }
             Err(_) => session.close(CloseReason::ParseError),
@@ -230,7 +230,9 @@ impl IoHandler {
             socket.0.connected.store(true, Ordering::Release);
             ns.insert_socket(socket.clone());
             session.data().sockets.lock().push(socket.clone());
-            session.data().connected_once.store(true, Ordering::Release);
+            if !session.data().connected_once.swap(true, Ordering::AcqRel) {
+                session.set_deadline(None);
+            }
             let ok = Packet {
                 kind: PacketType::Connect,
                 nsp: ns.name().to_owned(),
