@@ -123,6 +123,19 @@ impl LocalAdapter {
         if opts.rooms.is_empty() {
             return ns.socket_ids().into_iter().filter(|s| !excluded.contains(s)).collect();
         }
+        if let [room] = opts.rooms.as_slice() {
+            // One room: its members are distinct already.
+            let mut out: Vec<Sid> = match rooms.members.get(room) {
+                Some(m) => m.iter().copied().filter(|s| !excluded.contains(s)).collect(),
+                None => Vec::new(),
+            };
+            if let Some(sid) = Sid::parse(room) {
+                if ns.has_socket(sid) && !excluded.contains(&sid) && !out.contains(&sid) {
+                    out.push(sid);
+                }
+            }
+            return out;
+        }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for r in &opts.rooms {
@@ -144,11 +157,10 @@ impl LocalAdapter {
 
     /// Delivers to this node's selected sockets.
     pub fn deliver(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) {
-        for sid in self.select(ns, opts) {
-            if let Some(s) = ns.get_socket(sid) {
-                let _ = s.send_encoded(packet, opts.volatile);
-            }
-        }
+        let sids = self.select(ns, opts);
+        ns.for_each_socket(&sids, |s| {
+            let _ = s.send_encoded(packet, opts.volatile);
+        });
     }
 }
 

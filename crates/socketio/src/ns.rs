@@ -200,6 +200,16 @@ impl Namespace {
         self.sockets.read().get(&sid).cloned()
     }
 
+    /// Calls `f` with each of these sockets that is here, under one read lock of the table.
+    pub fn for_each_socket(&self, sids: &[Sid], mut f: impl FnMut(&Socket)) {
+        let map = self.sockets.read();
+        for sid in sids {
+            if let Some(s) = map.get(sid) {
+                f(s);
+            }
+        }
+    }
+
     pub(crate) fn insert_socket(&self, s: Socket) {
         self.sockets.write().insert(s.id(), s);
     }

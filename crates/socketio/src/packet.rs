@@ -340,7 +340,7 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct Decoder {
     limits: Limits,
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
     client_side: bool,
 }
 
@@ -369,7 +369,8 @@ impl Decoder {
             packet.check_placeholders()?;
             return Ok(Some(packet));
         }
-        self.pending = Some(Pending { packet, expected, bytes: 0, deadline: now + self.limits.assembly_timeout });
+        self.pending =
+            Some(Box::new(Pending { packet, expected, bytes: 0, deadline: now + self.limits.assembly_timeout }));
         Ok(None)
     }
 
@@ -389,6 +390,7 @@ impl Decoder {
             return Ok(None);
         }
         p.packet.check_placeholders()?;
+        let p = *p;
         Ok(Some(p.packet))
     }
 

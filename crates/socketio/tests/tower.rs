@@ -21,7 +21,8 @@ async fn mounts_under_an_axum_router() {
             }),
         )
         .build();
-    let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello from the app" })).layer(io.layer());
+    let app =
+        axum::Router::new().route("/hello", axum::routing::get(|| async { "hello from the app" })).layer(io.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -34,16 +35,17 @@ async fn mounts_under_an_axum_router() {
     let (_, body) = poll(addr, &sid).await;
     assert_eq!(body, "42[\"pong\",\"from axum\"]");
     // WebSocket, through axum's upgrade support.
-    let mut ws = ClientBuilder::new(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")).connect().await.unwrap();
+    let mut ws =
+        ClientBuilder::new(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")).connect().await.unwrap();
     let open = ws.recv().await.unwrap().unwrap();
     assert!(matches!(&open, Message::Text(t) if t.starts_with("0{\"sid\"")), "{open:?}");
     ws.send("40").await.unwrap();
     ws.send("42[\"ping\"]").await.unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(5), ws.recv()).await.unwrap().unwrap().unwrap() {
-            Message::Text(t) => got.push(t.to_string()),
-            _ => {}
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.recv()).await.unwrap().unwrap().unwrap();
+        if let Message::Text(t) = m {
+            got.push(t.to_string());
         }
     }
     assert!(got[0].starts_with("40{\"sid\""), "{got:?}");
