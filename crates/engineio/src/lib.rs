@@ -43,7 +43,7 @@ pub use handshake::{ErrorCode, Query, Sid, Timing, Transport};
 pub use layer::{EngineLayer, EngineService};
 pub use packet::{decode_payload, encode_payload, Data, DecodeError, Packet};
 pub use server::{Body, Engine, Handler, Handshake, RemoteAddr};
-pub use session::{CloseReason, Frame, SendError, Session};
+pub use session::{CloseReason, Frame, Prepared, SendError, Session};
 
 /// Serves `engine` on `listener` (HTTP/1.1 with upgrades) until `shutdown` resolves; requests
 /// outside the Engine.IO path get 404. Each connection runs on its own task; the peer address

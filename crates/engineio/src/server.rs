@@ -637,19 +637,15 @@ impl<H: Handler> EngineInner<H> {
                 let mut rest = batch.drain(..);
                 let mut failed = false;
                 for f in rest.by_ref() {
-                    let msg = match f {
-                        Frame::Text(t) => Message::Text(t),
-                        Frame::Binary(b) => Message::Binary(b),
+                    let sent = match &f {
+                        Frame::Text(t) => ws.try_send(Message::Text(t.clone())),
+                        Frame::Binary(b) => ws.try_send(Message::Binary(b.clone())),
+                        Frame::Prepared(p) => ws.try_send_prepared(&p.ws),
                     };
-                    match ws.try_send(msg) {
+                    match sent {
                         Ok(()) => {}
-                        Err(switchboard_ws::Error::WriteBufferFull(m)) => {
-                            let mut left = Vec::new();
-                            match *m {
-                                Message::Binary(b) => left.push(Frame::Binary(b)),
-                                Message::Text(t) => left.push(Frame::Text(t)),
-                                _ => {}
-                            }
+                        Err(switchboard_ws::Error::WriteBufferFull(_)) => {
+                            let mut left = vec![f];
                             left.extend(rest.by_ref());
                             session.requeue_front(left);
                             break;

@@ -119,6 +119,18 @@ pub enum Frame {
     Text(Utf8Bytes),
     /// A binary message: a WebSocket binary frame, or `b` + base64 in a polling body.
     Binary(Bytes),
+    /// A text or binary frame whose WebSocket frame is encoded too, once for every session it
+    /// goes to ([`Frame::prepare`]).
+    Prepared(Arc<Prepared>),
+}
+
+/// A frame with its WebSocket encoding, shared by every session of a broadcast.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// The frame as polling sends it.
+    pub frame: Frame,
+    /// The WebSocket frame.
+    pub ws: switchboard_ws_proto::PreparedFrame,
 }
 
 impl Frame {
@@ -129,6 +141,16 @@ impl Frame {
         t.push('4');
         t.push_str(s);
         Frame::Text(t.into())
+    }
+
+    /// Encodes the WebSocket frame too, for a frame that goes to many sessions.
+    pub fn prepare(self) -> Frame {
+        let ws = match &self {
+            Frame::Text(t) => switchboard_ws_proto::PreparedFrame::text(t),
+            Frame::Binary(b) => switchboard_ws_proto::PreparedFrame::binary(b),
+            Frame::Prepared(_) => return self,
+        };
+        Frame::Prepared(Arc::new(Prepared { frame: self, ws }))
     }
 
     /// The frame of any packet.
@@ -143,6 +165,7 @@ impl Frame {
         match self {
             Frame::Text(t) => t.len(),
             Frame::Binary(b) => b.len() + 1,
+            Frame::Prepared(p) => p.frame.len(),
         }
     }
 }
@@ -155,6 +178,10 @@ pub(crate) fn encode_frames(frames: &[Frame]) -> Vec<u8> {
         if i > 0 {
             out.push(crate::packet::SEPARATOR);
         }
+        let f = match f {
+            Frame::Prepared(p) => &p.frame,
+            f => f,
+        };
         match f {
             Frame::Text(t) => out.extend_from_slice(t.as_bytes()),
             Frame::Binary(b) => {
@@ -163,6 +190,8 @@ pub(crate) fn encode_frames(frames: &[Frame]) -> Vec<u8> {
                 base64::engine::general_purpose::STANDARD.encode_string(b, &mut s);
                 out.extend_from_slice(s.as_bytes());
             }
+            // `prepare` never nests.
+            Frame::Prepared(_) => {}
         }
     }
     out

@@ -84,7 +84,7 @@ impl BroadcastOperator {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        let e = Arc::new(Encoded::new(&event_packet(self.ns.name(), event, args, binary, None)));
+        let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, binary, None)));
         self.ns.adapter().broadcast(&self.ns, e, &self.opts).await?;
         Ok(())
     }
@@ -105,8 +105,13 @@ impl BroadcastOperator {
             return Err(EmitError::ReservedEvent);
         }
         let id = next_ack_id();
-        let e =
-            Arc::new(Encoded::new(&event_packet(self.ns.name(), event, vec![to_value(data)?], Vec::new(), Some(id))));
+        let e = Arc::new(Encoded::for_broadcast(&event_packet(
+            self.ns.name(),
+            event,
+            vec![to_value(data)?],
+            Vec::new(),
+            Some(id),
+        )));
         let t = self.timeout.unwrap_or(self.ns.ack_timeout());
         Ok(self.ns.adapter().broadcast_with_ack(&self.ns, e, &self.opts, t).await?)
     }

@@ -145,6 +145,14 @@ impl Encoded {
         frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
         Encoded { frames, ack_id: packet.id }
     }
+
+    /// Encodes a packet for a broadcast: the WebSocket frames are encoded here too, once for
+    /// all recipients.
+    pub fn for_broadcast(packet: &Packet) -> Encoded {
+        let mut e = Encoded::new(packet);
+        e.frames = e.frames.into_iter().map(Frame::prepare).collect();
+        e
+    }
 }
 
 /// Builds an event packet: binary attachments go after the JSON arguments as placeholders.

@@ -474,6 +474,14 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether a [`PreparedFrame`](crate::PreparedFrame) may be written as is: the connection is
+    /// open, it is a server and no extension is negotiated. `Ok(false)`: encode the payload
+    /// with [`send`](Self::send) instead.
+    pub fn prepared_ok(&self) -> Result<bool, SendError> {
+        self.ensure_open()?;
+        Ok(self.role == Role::Server && self.ext.is_none())
+    }
+
     /// The header of an unmasked data frame carrying `len` bytes sent as they are, so the
     /// caller can write the payload from its own buffer (a vectored write, no copy; the same
     /// `Bytes` can go to many connections). `None` when the frame cannot be sent that way

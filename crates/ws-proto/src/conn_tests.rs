@@ -577,3 +577,26 @@ fn fragmented_send_roundtrip() {
     assert!(e.is_none());
     assert_eq!(m, vec![Message::text("hello")]);
 }
+
+#[test]
+fn prepared_frames_equal_what_send_writes() {
+    for len in [0usize, 1, 125, 126, 65535, 65536, 70_000] {
+        let text = "é".repeat(len / 2) + &"a".repeat(len % 2);
+        let bin: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut c = server();
+        let mut out = BytesMut::new();
+        c.send(OpCode::Text, text.as_bytes(), &mut out).unwrap();
+        let p = crate::PreparedFrame::text(&text);
+        assert_eq!(p.frame_bytes().as_ref(), &out[..], "text {len}");
+        assert_eq!(p.to_message(), Message::text(text.clone()));
+        let mut out = BytesMut::new();
+        c.send(OpCode::Binary, &bin, &mut out).unwrap();
+        assert_eq!(crate::PreparedFrame::binary(&bin).frame_bytes().as_ref(), &out[..], "binary {len}");
+        assert_eq!(c.prepared_ok(), Ok(true));
+    }
+    // A client must mask: not as is.
+    assert_eq!(client().prepared_ok(), Ok(false));
+    let mut c = server();
+    c.close(None, Instant::now()).unwrap();
+    assert!(c.prepared_ok().is_err());
+}

@@ -73,5 +73,5 @@ pub use error::{ProtocolError, SendError};
 pub use extension::{Extension, ExtensionOffer};
 pub use frame::OpCode;
 pub use handshake::HandshakeError;
-pub use message::Message;
+pub use message::{Message, PreparedFrame};
 pub use utf8::Utf8Bytes;

@@ -41,7 +41,9 @@ pub mod tls;
 mod wqueue;
 
 pub use switchboard_ws_proto as proto;
-pub use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Message, OpCode, ReadyState, Role, Utf8Bytes};
+pub use switchboard_ws_proto::{
+    CloseCode, CloseFrame, Config, Message, OpCode, PreparedFrame, ReadyState, Role, Utf8Bytes,
+};
 
 pub use client::{client_handshake, connect, ClientBuilder};
 pub use error::Error;

@@ -13,7 +13,9 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
-use switchboard_ws_proto::{CloseCode, CloseFrame, Config, Connection, Extension, Message, OpCode, ReadyState, Role};
+use switchboard_ws_proto::{
+    CloseCode, CloseFrame, Config, Connection, Extension, Message, OpCode, PreparedFrame, ReadyState, Role,
+};
 
 use crate::error::Error;
 use crate::wqueue::{WriteQueue, ZERO_COPY_MIN};
@@ -304,6 +306,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
         self.encode(msg)
     }
+
+    fn try_send_prepared(&mut self, f: &PreparedFrame) -> Result<(), Error> {
+        if self.wbuf.len() >= self.proto.config().max_write_buffer {
+            return Err(Error::WriteBufferFull(Box::new(f.to_message())));
+        }
+        if !self.proto.prepared_ok()? {
+            return self.encode(f.to_message());
+        }
+        let bytes = f.frame_bytes();
+        if bytes.len() >= ZERO_COPY_MIN {
+            self.wbuf.push_bytes(bytes.clone());
+        } else {
+            self.wbuf.append(|out| out.extend_from_slice(bytes));
+        }
+        Ok(())
+    }
 }
 
 /// A WebSocket connection over a transport `S` (TCP, TLS, a hyper upgrade, an in-memory pipe).
@@ -448,6 +466,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Returns it in [`Error::WriteBufferFull`] when the buffer is above its high-water mark.
     pub fn try_send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         self.inner.try_send(msg.into())
+    }
+
+    /// Queues a frame encoded once for many connections (see [`PreparedFrame`]) without
+    /// waiting, like [`try_send`](Self::try_send). A client, or a connection with an
+    /// extension, encodes its payload as a normal message instead.
+    pub fn try_send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
+        self.inner.try_send_prepared(frame)
     }
 
     /// Writes out everything buffered.
