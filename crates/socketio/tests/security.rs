@@ -107,10 +107,28 @@ async fn e2_bad_query_parameters_get_json_errors() {
         http(guarded.addr, "GET", "/socket.io/?EIO=4&transport=polling", &[("Origin", "https://evil.example")], b"")
             .await;
     assert_eq!((s, body.as_str()), (403, r#"{"code":4,"message":"Forbidden"}"#));
-    let (s, _) =
-        http(guarded.addr, "GET", "/socket.io/?EIO=4&transport=polling", &[("Origin", "https://good.example")], b"")
-            .await;
+    let (s, head, _) = http_full(
+        guarded.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("Origin", "https://good.example")],
+        b"",
+    )
+    .await;
     assert_eq!(s, 200);
+    // CORS for the allowed origin, with credentials; and the preflight.
+    assert!(head.contains("access-control-allow-origin: https://good.example"), "{head}");
+    assert!(head.contains("access-control-allow-credentials: true"), "{head}");
+    let (s, head, _) = http_full(
+        guarded.addr,
+        "OPTIONS",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("Origin", "https://good.example"), ("Access-Control-Request-Method", "POST")],
+        b"",
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert!(head.contains("access-control-allow-methods: get, post, options"), "{head}");
     let ws = ClientBuilder::new(ws_url(guarded.addr, None)).origin("https://evil.example").connect().await;
     assert!(ws.is_err());
     let ws = ClientBuilder::new(ws_url(guarded.addr, None)).origin("https://good.example").connect().await;

@@ -237,6 +237,18 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, target, headers, body).await;
+    (status, body)
+}
+
+/// [`http`], with the response head (lowercased) too.
+pub async fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     for (k, v) in headers {
@@ -267,8 +279,9 @@ pub async fn http(
     let text = String::from_utf8_lossy(&out).to_string();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
-    (status, body)
+    let head = text.split_once("\r\n\r\n").map(|(h, _)| h.to_ascii_lowercase()).unwrap_or_default();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
+    (status, head, body)
 }
 
 fn dechunk(s: &str) -> String {
