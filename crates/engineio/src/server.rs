@@ -627,6 +627,10 @@ impl<H: Handler> EngineInner<H> {
         const HIGH_WATER: usize = 256 << 10;
         let mut batch = Vec::new();
         let mut at = self.tick(&session);
+        // One timer for the connection's life, moved only when the deadline changes.
+        let mut armed = at.unwrap_or_else(Instant::now);
+        let sleep = tokio::time::sleep_until(armed.into());
+        tokio::pin!(sleep);
         loop {
             let notified = session.wake.notified();
             tokio::pin!(notified);
@@ -687,6 +691,10 @@ impl<H: Handler> EngineInner<H> {
                 continue;
             }
             let sleep_at = at.unwrap_or_else(Instant::now);
+            if sleep_at != armed {
+                armed = sleep_at;
+                sleep.as_mut().reset(armed.into());
+            }
             tokio::select! {
                 m = ws.recv() => {
                     let now = Instant::now();
@@ -706,7 +714,7 @@ impl<H: Handler> EngineInner<H> {
                     at = self.tick(&session);
                 }
                 _ = notified => at = self.tick(&session),
-                _ = tokio::time::sleep_until(sleep_at.into()) => at = self.tick(&session),
+                _ = &mut sleep => at = self.tick(&session),
             }
         }
     }
