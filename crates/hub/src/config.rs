@@ -1,0 +1,405 @@
+//! The hub's configuration: an embedded default, then a TOML file, then `SWITCHBOARD_*`
+//! environment variables, then flags. Every field has a safe default; `validate` names the
+//! field at fault.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The embedded default configuration (also printed by `switchboard serve --print-config`).
+pub const DEFAULT_TOML: &str = include_str!("../assets/default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening, TLS, limits.
+    pub server: Server,
+    /// Client authentication.
+    pub auth: Auth,
+    /// What clients may join and publish to.
+    pub rooms: Rooms,
+    /// The backend HTTP API.
+    pub api: Api,
+    /// Data collection.
+    pub collect: Collect,
+    /// Logging.
+    pub log: Log,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the hub serves HTTPS/WSS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Allowed `Origin`s (exact scheme://host:port). Empty: any origin.
+    pub origins: Vec<String>,
+    /// Open connections per client IP; above it new connections are closed at once.
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Deadline for the TLS and HTTP handshakes, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Server ping interval (Socket.IO and `/ws`), in milliseconds.
+    pub ping_interval_ms: u64,
+    /// How long a client may take to answer a ping, in milliseconds.
+    pub ping_timeout_ms: u64,
+    /// Largest message from a client, in bytes.
+    pub max_message_bytes: usize,
+    /// Per-connection outbound queue, in messages; a client that lets it fill is disconnected
+    /// (volatile messages are dropped instead).
+    pub max_queued_messages: usize,
+    /// How long a graceful shutdown waits for clients to go, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// How long a client has to authenticate (join a namespace or send its first `/ws`
+    /// frame), in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+/// One JWT verification key. The algorithm is pinned to the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKey {
+    /// Key id: a token with a `kid` header must name one of the configured keys.
+    pub kid: Option<String>,
+    /// `HS256`, `RS256` or `ES256`.
+    pub alg: String,
+    /// The shared secret (HS256).
+    pub secret: Option<String>,
+    /// A PEM public key file (RS256, ES256).
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Admit clients without a token (as `anonymous-<id>`). Only allowed on a loopback
+    /// address.
+    pub anonymous: bool,
+    /// Verification keys.
+    pub jwt_keys: Vec<JwtKey>,
+    /// Required `aud` claim, if set.
+    pub audience: Option<String>,
+    /// Required `iss` claim, if set.
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds.
+    pub leeway_s: u64,
+}
+
+/// A room rule: `pattern` may contain `{sub}` (the client's user id) and end with `*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRule {
+    /// The room pattern.
+    pub pattern: String,
+    /// Clients may join (subscribe).
+    #[serde(default)]
+    pub join: bool,
+    /// Clients may publish.
+    #[serde(default)]
+    pub publish: bool,
+}
+
+/// `[rooms]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rooms {
+    /// Rules, first match wins; a room no rule matches is denied.
+    pub rules: Vec<RoomRule>,
+    /// Rooms one client may be in at once.
+    pub max_rooms_per_client: usize,
+    /// Longest room name, in bytes.
+    pub max_room_name: usize,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Bearer keys for `/api/*`. Empty: the API is open, which is only allowed on loopback.
+    pub keys: Vec<String>,
+    /// Longest wait `/api/call` accepts, in milliseconds.
+    pub max_call_timeout_ms: u64,
+}
+
+/// `[collect]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collect {
+    /// Event names that are collected (appended to the sink) rather than broadcast.
+    pub channels: Vec<String>,
+    /// The JSON-lines file.
+    pub file: PathBuf,
+    /// Rotate when the file reaches this size, in bytes.
+    pub max_file_bytes: u64,
+    /// Rotated files kept (`file.1` … `file.N`).
+    pub keep_files: usize,
+    /// Records waiting for the writer; when full, collection is refused with an error to the
+    /// client (back-pressure, nothing buffered without bound).
+    pub queue: usize,
+    /// `fsync` after every batch (`true`), or leave flushing to the OS (`false`).
+    pub fsync: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter (`info`, `switchboard=debug`, …).
+    pub level: String,
+}
+
+/// Why the configuration is unusable. The message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML does not parse or has a wrong field.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A field has a bad value.
+    #[error("config field `{field}`: {why}")]
+    Invalid {
+        /// The field, as `section.name`.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// A file named in the config could not be read.
+    #[error("config field `{field}`: cannot read {path}: {err}")]
+    File {
+        /// The field.
+        field: &'static str,
+        /// The path.
+        path: String,
+        /// The error.
+        err: String,
+    },
+}
+
+/// Merges `over` into `base` (tables recursively, other values replaced).
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn set(root: &mut toml::Value, section: &str, key: &str, v: toml::Value) {
+    if let toml::Value::Table(t) = root {
+        let s = t.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
+        if let toml::Value::Table(s) = s {
+            s.insert(key.to_owned(), v);
+        }
+    }
+}
+
+/// Overrides from flags or environment variables, applied after the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `server.listen`.
+    pub listen: Option<String>,
+    /// Adds an API key.
+    pub api_key: Option<String>,
+    /// Adds an HS256 key.
+    pub jwt_secret: Option<String>,
+    /// `auth.anonymous`.
+    pub anonymous: Option<bool>,
+    /// `log.format = "json"`.
+    pub log_json: bool,
+    /// `server.tls_cert`.
+    pub tls_cert: Option<String>,
+    /// `server.tls_key`.
+    pub tls_key: Option<String>,
+    /// `server.origins` (comma separated).
+    pub origins: Option<String>,
+    /// `collect.file`.
+    pub collect_file: Option<String>,
+}
+
+impl Config {
+    /// Loads: the embedded default, then `file`, then `ov`; then validates.
+    pub fn load(file: Option<&std::path::Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let mut root: toml::Value = toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(f) = file {
+            let text = std::fs::read_to_string(f).map_err(|e| ConfigError::File {
+                field: "--config",
+                path: f.display().to_string(),
+                err: e.to_string(),
+            })?;
+            let over: toml::Value =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", f.display())))?;
+            merge(&mut root, over);
+        }
+        if let Some(v) = &ov.listen {
+            set(&mut root, "server", "listen", toml::Value::String(v.clone()));
+        }
+        if let Some(v) = &ov.tls_cert {
+            set(&mut root, "server", "tls_cert", toml::Value::String(v.clone()));
+        }
+        if let Some(v) = &ov.tls_key {
+            set(&mut root, "server", "tls_key", toml::Value::String(v.clone()));
+        }
+        if let Some(v) = &ov.origins {
+            let list =
+                v.split(',').map(|s| toml::Value::String(s.trim().to_owned())).filter(|s| s.as_str() != Some(""));
+            set(&mut root, "server", "origins", toml::Value::Array(list.collect()));
+        }
+        if let Some(v) = ov.anonymous {
+            set(&mut root, "auth", "anonymous", toml::Value::Boolean(v));
+        }
+        if let Some(v) = &ov.collect_file {
+            set(&mut root, "collect", "file", toml::Value::String(v.clone()));
+        }
+        if ov.log_json {
+            set(&mut root, "log", "format", toml::Value::String("json".into()));
+        }
+        let mut config: Config = root.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        if let Some(k) = &ov.api_key {
+            config.api.keys.push(k.clone());
+        }
+        if let Some(s) = &ov.jwt_secret {
+            config.auth.jwt_keys.push(JwtKey {
+                kid: None,
+                alg: "HS256".into(),
+                secret: Some(s.clone()),
+                public_key_file: None,
+            });
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values and the loopback rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, why: &str| Err(ConfigError::Invalid { field, why: why.to_owned() });
+        let s = &self.server;
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return bad("server.tls_cert", "tls_cert and tls_key go together");
+        }
+        for (field, v) in [
+            ("server.max_connections_per_ip", s.max_connections_per_ip as u64),
+            ("server.max_connections", s.max_connections as u64),
+            ("server.handshake_timeout_ms", s.handshake_timeout_ms),
+            ("server.ping_interval_ms", s.ping_interval_ms),
+            ("server.ping_timeout_ms", s.ping_timeout_ms),
+            ("server.max_message_bytes", s.max_message_bytes as u64),
+            ("server.max_queued_messages", s.max_queued_messages as u64),
+            ("server.connect_timeout_ms", s.connect_timeout_ms),
+            ("rooms.max_rooms_per_client", self.rooms.max_rooms_per_client as u64),
+            ("rooms.max_room_name", self.rooms.max_room_name as u64),
+            ("collect.max_file_bytes", self.collect.max_file_bytes),
+            ("collect.queue", self.collect.queue as u64),
+        ] {
+            if v == 0 {
+                return bad(field, "must be greater than 0");
+            }
+        }
+        for o in &s.origins {
+            if switchboard_ws::proto::handshake::server::normalize_origin(o).is_none() {
+                return Err(ConfigError::Invalid { field: "server.origins", why: format!("{o:?} is not an origin") });
+            }
+        }
+        for k in &self.auth.jwt_keys {
+            match k.alg.as_str() {
+                "HS256" if k.secret.as_deref().is_some_and(|s| s.len() >= 16) => {}
+                "HS256" => return bad("auth.jwt_keys.secret", "HS256 needs a secret of at least 16 bytes"),
+                "RS256" | "ES256" if k.public_key_file.is_some() => {}
+                "RS256" | "ES256" => return bad("auth.jwt_keys.public_key_file", "RS256/ES256 need a public key file"),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        field: "auth.jwt_keys.alg",
+                        why: format!("{other:?}: use HS256, RS256 or ES256"),
+                    })
+                }
+            }
+        }
+        if self.log.format != "text" && self.log.format != "json" {
+            return bad("log.format", "use \"text\" or \"json\"");
+        }
+        for r in &self.rooms.rules {
+            if r.pattern.is_empty() || r.pattern[..r.pattern.len() - 1].contains('*') {
+                return Err(ConfigError::Invalid {
+                    field: "rooms.rules.pattern",
+                    why: format!("{:?}: `*` only at the end", r.pattern),
+                });
+            }
+        }
+        let loopback = s.listen.ip().is_loopback();
+        if !loopback && self.auth.anonymous {
+            return bad("auth.anonymous", "anonymous clients are only allowed on a loopback address; set auth.anonymous = false and configure auth.jwt_keys");
+        }
+        if !loopback && self.auth.jwt_keys.is_empty() {
+            return bad("auth.jwt_keys", "binding beyond loopback needs at least one JWT key");
+        }
+        if !loopback && self.api.keys.is_empty() {
+            return bad("api.keys", "binding beyond loopback needs at least one API key");
+        }
+        if self.api.keys.iter().any(|k| k.len() < 16) {
+            return bad("api.keys", "API keys must be at least 16 characters");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_loopback() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.auth.anonymous && c.api.keys.is_empty());
+    }
+
+    #[test]
+    fn beyond_loopback_without_keys_is_refused_naming_the_field() {
+        let ov = Overrides { listen: Some("0.0.0.0:8080".into()), ..Default::default() };
+        let e = Config::load(None, &ov).unwrap_err().to_string();
+        assert!(e.contains("auth.anonymous"), "{e}");
+        let ov = Overrides {
+            listen: Some("0.0.0.0:8080".into()),
+            anonymous: Some(false),
+            jwt_secret: Some("0123456789abcdef0123".into()),
+            ..Default::default()
+        };
+        let e = Config::load(None, &ov).unwrap_err().to_string();
+        assert!(e.contains("api.keys"), "{e}");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let dir = std::env::temp_dir().join(format!("sb-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (text, field) in [
+            ("[server]\nping_interval_ms = 0\n", "server.ping_interval_ms"),
+            ("[server]\nlisten = \"nope\"\n", "listen"),
+            ("[server]\nbogus = 1\n", "bogus"),
+            ("[[auth.jwt_keys]]\nalg = \"none\"\nsecret = \"0123456789abcdef\"\n", "auth.jwt_keys.alg"),
+            ("[[auth.jwt_keys]]\nalg = \"HS256\"\nsecret = \"short\"\n", "auth.jwt_keys.secret"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+        ] {
+            let f = dir.join("c.toml");
+            std::fs::write(&f, text).unwrap();
+            let e = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+}

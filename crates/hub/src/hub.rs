@@ -1,0 +1,548 @@
+//! The hub's state: the Socket.IO server, the `/ws` clients, identities, rooms across both,
+//! publishing, calls, metrics, data collection, draining.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard_socketio::engineio::{EngineConfig, Sid};
+use switchboard_socketio::{ConnectError, Handlers, Socket, SocketIo, SocketIoConfig};
+use switchboard_ws::proto::handshake::server::OriginPolicy;
+use tokio::sync::{mpsc, oneshot, RwLock};
+
+use crate::auth::{now_s, Identity, RoomAction, RoomPolicy, Verifier};
+use crate::collect::Collector;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// A message for a `/ws` client's writer task.
+#[derive(Debug)]
+pub enum WsOut {
+    /// A JSON text frame.
+    Text(String),
+    /// Close with a code and reason.
+    Close(u16, &'static str),
+}
+
+/// A client of the plain WebSocket endpoint.
+#[derive(Debug)]
+pub struct WsClient {
+    /// Its id (`ws-<n>`).
+    pub id: String,
+    /// Who it is (replaced by an in-band refresh).
+    pub ident: parking_lot::RwLock<Identity>,
+    /// Its outbound queue (bounded: a client that lets it fill is closed, security R1).
+    pub tx: mpsc::Sender<WsOut>,
+    /// Its rooms.
+    pub rooms: parking_lot::Mutex<HashSet<String>>,
+    /// Calls waiting for its ack.
+    pub calls: parking_lot::Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+}
+
+impl WsClient {
+    /// Queues a frame; a full queue closes the client ("slow consumer").
+    pub fn push(&self, text: String, metrics: &Metrics) -> bool {
+        match self.tx.try_send(WsOut::Text(text)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.drops.fetch_add(1, Ordering::Relaxed);
+                // The writer drains before closing; make room for the close itself.
+                let _ = self.tx.try_send(WsOut::Close(1008, "slow consumer"));
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The hub.
+#[derive(Debug)]
+pub struct Hub {
+    /// The configuration.
+    pub config: Config,
+    /// The Socket.IO server.
+    pub io: SocketIo,
+    /// Token checks.
+    pub verifier: Verifier,
+    /// Room rules.
+    pub policy: RoomPolicy,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// The collection sink.
+    pub collect: Collector,
+    /// Set when shutting down: new handshakes get 503.
+    pub draining: AtomicBool,
+    /// Identities of Socket.IO sockets.
+    idents: parking_lot::RwLock<HashMap<Sid, Identity>>,
+    /// `/ws` clients by id.
+    pub ws_clients: parking_lot::RwLock<HashMap<String, Arc<WsClient>>>,
+    /// `/ws` room membership.
+    ws_rooms: parking_lot::RwLock<HashMap<String, HashSet<String>>>,
+    next_ws: AtomicU64,
+    next_call: AtomicU64,
+    /// Serializes room changes of one client against the room cap.
+    room_lock: RwLock<()>,
+}
+
+/// Why a client's request was refused (sent back, the connection stays: security A5).
+pub fn refusal(msg: &str) -> Value {
+    json!({"ok": false, "error": msg})
+}
+
+fn room_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.get("room").and_then(Value::as_str).unwrap_or("").to_owned(),
+    }
+}
+
+impl Hub {
+    /// Builds the hub and its Socket.IO server.
+    pub fn new(config: Config, collect: Collector) -> Result<Arc<Hub>, crate::config::ConfigError> {
+        let verifier = Verifier::new(&config.auth)?;
+        let policy = RoomPolicy::new(&config.rooms);
+        Ok(Arc::new_cyclic(|weak: &Weak<Hub>| {
+            let io = build_io(&config, weak.clone());
+            Hub {
+                config,
+                io,
+                verifier,
+                policy,
+                metrics: Metrics::default(),
+                collect,
+                draining: AtomicBool::new(false),
+                idents: parking_lot::RwLock::new(HashMap::new()),
+                ws_clients: parking_lot::RwLock::new(HashMap::new()),
+                ws_rooms: parking_lot::RwLock::new(HashMap::new()),
+                next_ws: AtomicU64::new(1),
+                next_call: AtomicU64::new(1),
+                room_lock: RwLock::new(()),
+            }
+        }))
+    }
+
+    /// The identity of a Socket.IO socket.
+    pub fn ident(&self, sid: Sid) -> Option<Identity> {
+        self.idents.read().get(&sid).cloned()
+    }
+
+    /// Sends `event` with `data` to everyone in `rooms` (all clients when empty) on both
+    /// endpoints, except the Socket.IO sockets or `/ws` clients named in `except` and the
+    /// members of rooms named there. Returns the number of local deliveries.
+    pub async fn publish(&self, rooms: &[String], event: &str, data: &Value, except: &[String]) -> usize {
+        let mut op = self.io.broadcast();
+        if !rooms.is_empty() {
+            op = op.to(rooms.to_vec());
+        }
+        if !except.is_empty() {
+            op = op.except(except.to_vec());
+        }
+        let mut delivered = op.sockets().await.map(|s| s.len()).unwrap_or(0);
+        if op.emit(event, data).await.is_err() {
+            delivered = 0;
+        }
+        // `/ws` clients.
+        let targets: Vec<Arc<WsClient>> = {
+            let clients = self.ws_clients.read();
+            let wr = self.ws_rooms.read();
+            let mut excluded: HashSet<&str> = except.iter().map(String::as_str).collect();
+            for e in except {
+                if let Some(m) = wr.get(e) {
+                    excluded.extend(m.iter().map(String::as_str));
+                }
+            }
+            let ids: Vec<&String> = if rooms.is_empty() {
+                clients.keys().collect()
+            } else {
+                let mut seen = HashSet::new();
+                rooms.iter().filter_map(|r| wr.get(r)).flatten().filter(|id| seen.insert(*id)).collect()
+            };
+            ids.into_iter()
+                .filter(|id| !excluded.contains(id.as_str()))
+                .filter_map(|id| clients.get(id).cloned())
+                .collect()
+        };
+        if !targets.is_empty() {
+            // One encoding per room for all `/ws` recipients.
+            for c in targets {
+                let room = rooms.iter().find(|r| c.rooms.lock().contains(*r)).cloned();
+                let text = json!({"type": "event", "room": room, "event": event, "data": data}).to_string();
+                if c.push(text, &self.metrics) {
+                    delivered += 1;
+                }
+            }
+        }
+        self.metrics.messages_out.fetch_add(delivered as u64, Ordering::Relaxed);
+        delivered
+    }
+
+    /// Calls one client (a Socket.IO socket id, a `/ws` client id, or the first client of
+    /// `user:<sub>`) and waits for its ack.
+    pub async fn call(
+        &self,
+        target: &str,
+        user: bool,
+        event: &str,
+        data: &Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let t0 = std::time::Instant::now();
+        let r = self.call_inner(target, user, event, data, timeout).await;
+        self.metrics.call_latency.observe(t0.elapsed());
+        r
+    }
+
+    async fn call_inner(
+        &self,
+        target: &str,
+        user: bool,
+        event: &str,
+        data: &Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let sio_target: Option<Socket> = if user {
+            let room = format!("user:{target}");
+            let sids = self.io.to(room.as_str()).sockets().await.unwrap_or_default();
+            sids.first().and_then(|s| self.io.get_socket(*s))
+        } else {
+            Sid::parse(target).and_then(|s| self.io.get_socket(s))
+        };
+        if let Some(s) = sio_target {
+            let wait = s.emit_with_ack(event, data).map_err(|e| e.to_string())?;
+            return match wait.timeout(timeout).await {
+                Ok(r) => Ok(match r.args.len() {
+                    0 => Value::Null,
+                    1 => r.args.into_iter().next().unwrap_or(Value::Null),
+                    _ => Value::Array(r.args),
+                }),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let ws = if user {
+            let room = format!("user:{target}");
+            let first = self.ws_rooms.read().get(&room).and_then(|m| m.iter().next().cloned());
+            first.and_then(|id| self.ws_clients.read().get(&id).cloned())
+        } else {
+            self.ws_clients.read().get(target).cloned()
+        };
+        let Some(c) = ws else { return Err("no such client".into()) };
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        c.calls.lock().insert(id, tx);
+        c.push(json!({"type": "call", "id": id, "event": event, "data": data}).to_string(), &self.metrics);
+        let r = tokio::time::timeout(timeout, rx).await;
+        c.calls.lock().remove(&id);
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err("client disconnected".into()),
+            Err(_) => Err("acknowledgement timed out".into()),
+        }
+    }
+
+    /// Joins a client (Socket.IO sid or `/ws` id) to a room, checking the policy when
+    /// `check` (a client asking) and the per-client cap.
+    pub async fn join(&self, who: &str, room: &str, check: Option<&Identity>) -> Result<(), &'static str> {
+        if let Some(id) = check {
+            if !self.policy.allows(id, room, RoomAction::Join) {
+                return Err("permission denied");
+            }
+        }
+        let _g = self.room_lock.write().await;
+        if let Some(sid) = Sid::parse(who) {
+            let ns = self.io.of("/").ok_or("no namespace")?;
+            if ns.get_socket(sid).is_some() {
+                let rooms = self.io.rooms(sid, "/").await.map_err(|_| "adapter error")?;
+                if rooms.len() > self.policy.max_rooms && !rooms.iter().any(|r| &**r == room) {
+                    return Err("room limit exceeded");
+                }
+                return self.io.enter_room(sid, room, "/").await.map_err(|_| "adapter error");
+            }
+        }
+        let c = self.ws_clients.read().get(who).cloned().ok_or("no such client")?;
+        {
+            let mut rooms = c.rooms.lock();
+            if rooms.len() >= self.policy.max_rooms && !rooms.contains(room) {
+                return Err("room limit exceeded");
+            }
+            rooms.insert(room.to_owned());
+        }
+        self.ws_rooms.write().entry(room.to_owned()).or_default().insert(who.to_owned());
+        Ok(())
+    }
+
+    /// Takes a client out of a room.
+    pub async fn leave(&self, who: &str, room: &str) {
+        if let Some(sid) = Sid::parse(who) {
+            let _ = self.io.leave_room(sid, room, "/").await;
+            return;
+        }
+        if let Some(c) = self.ws_clients.read().get(who).cloned() {
+            c.rooms.lock().remove(room);
+        }
+        let mut wr = self.ws_rooms.write();
+        if let Some(m) = wr.get_mut(room) {
+            m.remove(who);
+            if m.is_empty() {
+                wr.remove(room);
+            }
+        }
+    }
+
+    /// Registers a `/ws` client.
+    pub fn add_ws(&self, ident: Identity, tx: mpsc::Sender<WsOut>) -> Arc<WsClient> {
+        let id = format!("ws-{}", self.next_ws.fetch_add(1, Ordering::Relaxed));
+        let c = Arc::new(WsClient {
+            id: id.clone(),
+            ident: parking_lot::RwLock::new(ident),
+            tx,
+            rooms: parking_lot::Mutex::new(HashSet::new()),
+            calls: parking_lot::Mutex::new(HashMap::new()),
+        });
+        self.ws_clients.write().insert(id, c.clone());
+        self.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+        c
+    }
+
+    /// Removes a `/ws` client and its rooms.
+    pub fn remove_ws(&self, c: &WsClient) {
+        self.ws_clients.write().remove(&c.id);
+        let rooms: Vec<String> = c.rooms.lock().drain().collect();
+        let mut wr = self.ws_rooms.write();
+        for r in rooms {
+            if let Some(m) = wr.get_mut(&r) {
+                m.remove(&c.id);
+                if m.is_empty() {
+                    wr.remove(&r);
+                }
+            }
+        }
+        self.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Every client, optionally only those in `room`: (id, user, transport, rooms).
+    pub async fn list(&self, room: Option<&str>) -> Vec<Value> {
+        let mut out = Vec::new();
+        let op = match room {
+            Some(r) => self.io.to(r),
+            None => self.io.broadcast(),
+        };
+        for sid in op.sockets().await.unwrap_or_default() {
+            let rooms: Vec<String> =
+                self.io.rooms(sid, "/").await.unwrap_or_default().iter().map(|r| r.to_string()).collect();
+            let sub = self.ident(sid).map(|i| i.sub).unwrap_or_default();
+            out.push(json!({"id": sid.to_string(), "user": sub, "transport": "socket.io", "rooms": rooms}));
+        }
+        let clients: Vec<Arc<WsClient>> = self.ws_clients.read().values().cloned().collect();
+        for c in clients {
+            let rooms: Vec<String> = c.rooms.lock().iter().cloned().collect();
+            if room.is_some_and(|r| !rooms.iter().any(|x| x == r)) {
+                continue;
+            }
+            out.push(json!({"id": c.id, "user": c.ident.read().sub, "transport": "ws", "rooms": rooms}));
+        }
+        out
+    }
+
+    /// Disconnects one client.
+    pub fn disconnect(&self, who: &str) -> bool {
+        if let Some(s) = Sid::parse(who).and_then(|sid| self.io.get_socket(sid)) {
+            s.disconnect();
+            return true;
+        }
+        if let Some(c) = self.ws_clients.read().get(who).cloned() {
+            let _ = c.tx.try_send(WsOut::Close(1000, "disconnected by the server"));
+            return true;
+        }
+        false
+    }
+
+    /// Starts draining: new handshakes get 503; every client is closed with 1001 / "server
+    /// shutting down".
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.io.close();
+        let clients: Vec<Arc<WsClient>> = self.ws_clients.read().values().cloned().collect();
+        for c in clients {
+            let _ = c.tx.try_send(WsOut::Close(1001, "server shutting down"));
+        }
+    }
+
+    /// Connections open now (Socket.IO sessions and `/ws` clients).
+    pub fn connections(&self) -> usize {
+        self.io.engine().session_count() + self.ws_clients.read().len()
+    }
+
+    /// Handles a client's request common to both endpoints. `who`: its id; `ident`: its
+    /// identity. Returns the reply.
+    pub async fn client_request(&self, who: &str, ident: &Identity, kind: &str, v: &Value) -> Value {
+        self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+        match kind {
+            "subscribe" => {
+                let room = room_of(v);
+                match self.join(who, &room, Some(ident)).await {
+                    Ok(()) => json!({"ok": true, "room": room}),
+                    Err(e) => refusal(e),
+                }
+            }
+            "unsubscribe" => {
+                let room = room_of(v);
+                self.leave(who, &room).await;
+                json!({"ok": true, "room": room})
+            }
+            "publish" => {
+                let room = room_of(v);
+                if !self.policy.allows(ident, &room, RoomAction::Publish) {
+                    return refusal("permission denied");
+                }
+                let event = v.get("event").and_then(Value::as_str).unwrap_or("message");
+                if switchboard_socketio::is_reserved_event(event) || event.len() > 128 {
+                    return refusal("bad event name");
+                }
+                let data = v.get("data").cloned().unwrap_or(Value::Null);
+                let payload = json!({"from": ident.sub, "room": room, "data": data});
+                let n = self.publish(&[room], event, &payload, &[who.to_owned()]).await;
+                json!({"ok": true, "delivered": n})
+            }
+            channel if self.config.collect.channels.iter().any(|c| c == channel) => {
+                let data = v.get("data").cloned().unwrap_or_else(|| v.clone());
+                let record = json!({"ts": now_s(), "user": ident.sub, "client": who, "channel": channel, "data": data});
+                match self.collect.push(record) {
+                    Ok(()) => json!({"ok": true}),
+                    Err(e) => refusal(e),
+                }
+            }
+            _ => refusal("unknown request"),
+        }
+    }
+}
+
+/// Expiry watch (security A2): disconnects when the token expires, unless it was refreshed
+/// in band. `still` returns the current expiry, `None` once the client is gone.
+pub async fn watch_expiry<F, G>(mut exp: u64, still: F, expire: G)
+where
+    F: Fn() -> Option<Option<u64>>,
+    G: FnOnce(),
+{
+    loop {
+        let now = now_s();
+        if exp > now {
+            tokio::time::sleep(Duration::from_secs(exp - now)).await;
+        }
+        match still() {
+            None => return,
+            Some(Some(e)) if e > now_s() => exp = e,
+            Some(_) => {
+                expire();
+                return;
+            }
+        }
+    }
+}
+
+fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
+    let s = &config.server;
+    let origins = if s.origins.is_empty() { OriginPolicy::Any } else { OriginPolicy::allow_list(&s.origins) };
+    let engine = EngineConfig::default()
+        .with_ping_interval(Duration::from_millis(s.ping_interval_ms))
+        .with_ping_timeout(Duration::from_millis(s.ping_timeout_ms))
+        .with_max_payload(s.max_message_bytes)
+        .with_origins(origins)
+        .with_max_sessions(s.max_connections)
+        .with_queue_limits(s.max_queued_messages, s.max_queued_messages.saturating_mul(64 << 10));
+    let sio = SocketIoConfig::default()
+        .with_engine(engine.with_path("/socket.io/"))
+        .with_connect_timeout(Duration::from_millis(s.connect_timeout_ms));
+    let (h1, h2, h3, h4, h5) = (hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub);
+    let handlers = Handlers::new()
+        .middleware(move |socket| {
+            let hub = h1.clone();
+            async move {
+                let Some(hub) = hub.upgrade() else { return Err(ConnectError::new("server shutting down")) };
+                if hub.draining.load(Ordering::SeqCst) {
+                    return Err(ConnectError::new("server shutting down"));
+                }
+                let token = socket.auth().get("token").and_then(Value::as_str);
+                match hub.verifier.identify(token) {
+                    Ok(id) => {
+                        hub.idents.write().insert(socket.id(), id);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        hub.metrics.handshake_failure("auth");
+                        Err(ConnectError::new("unauthorized").with_data(json!({"reason": e.to_string()})))
+                    }
+                }
+            }
+        })
+        .on_connect(move |socket| {
+            let hub = h2.clone();
+            async move {
+                let Some(hub) = hub.upgrade() else { return };
+                let Some(id) = hub.ident(socket.id()) else { return };
+                hub.metrics.sio_connections.fetch_add(1, Ordering::Relaxed);
+                let mut rooms = vec![format!("user:{}", id.sub)];
+                rooms.extend(id.rooms.iter().cloned());
+                let _ = socket.join(rooms).await;
+                let _ = socket.emit("welcome", &json!({"id": socket.id().to_string(), "user": id.sub}));
+                if let Some(exp) = id.exp {
+                    let weak = Arc::downgrade(&hub);
+                    let s2 = socket.clone();
+                    tokio::spawn(watch_expiry(
+                        exp,
+                        move || {
+                            let hub = weak.upgrade()?;
+                            if !s2.connected() {
+                                return None;
+                            }
+                            Some(hub.ident(s2.id()).and_then(|i| i.exp))
+                        },
+                        move || {
+                            let _ = socket.emit("auth_expired", &json!({"reason": "token expired"}));
+                            socket.disconnect();
+                        },
+                    ));
+                }
+            }
+        })
+        .on_disconnect(move |socket, _reason| {
+            let hub = h3.clone();
+            async move {
+                if let Some(hub) = hub.upgrade() {
+                    if hub.idents.write().remove(&socket.id()).is_some() {
+                        hub.metrics.sio_connections.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+        .on("refresh", move |socket, mut ev| {
+            let hub = h4.clone();
+            async move {
+                let Some(hub) = hub.upgrade() else { return };
+                let token =
+                    ev.args.first().and_then(|v| v.get("token").or(Some(v))).and_then(Value::as_str).unwrap_or("");
+                let reply = match (hub.verifier.verify(token), hub.ident(socket.id())) {
+                    (Ok(new), Some(old)) if new.sub == old.sub => {
+                        let exp = new.exp;
+                        hub.idents.write().insert(socket.id(), new);
+                        json!({"ok": true, "exp": exp})
+                    }
+                    (Ok(_), _) => refusal("token is for another user"),
+                    (Err(e), _) => refusal(&e.to_string()),
+                };
+                let _ = ev.ack(&reply);
+            }
+        })
+        .on_any(move |socket, mut ev| {
+            let hub = h5.clone();
+            async move {
+                let Some(hub) = hub.upgrade() else { return };
+                let Some(id) = hub.ident(socket.id()) else { return };
+                let arg = ev.args.first().cloned().unwrap_or(Value::Null);
+                let reply = hub.client_request(&socket.id().to_string(), &id, &ev.name.clone(), &arg).await;
+                let _ = ev.ack(&reply);
+            }
+        });
+    SocketIo::builder().config(sio).ns("/", handlers).build()
+}

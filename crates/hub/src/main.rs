@@ -1,0 +1,187 @@
+//! `switchboard`: the real-time hub (`serve`) and an interactive client (`connect`).
+
+// A binary: `pub` marks what a module offers the rest of the program.
+#![allow(unreachable_pub)]
+
+mod auth;
+mod collect;
+mod config;
+mod connect;
+mod hub;
+mod metrics;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, about = "A real-time messaging hub and client")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Runs the hub (embedded defaults: 127.0.0.1:8080, anonymous clients, open API on loopback).
+    Serve(ServeArgs),
+    /// Connects to a ws://, wss:// or Socket.IO (http://, https://) URL: prints what arrives,
+    /// sends the lines you type.
+    Connect(connect::ConnectArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// A TOML file overriding the embedded defaults.
+    #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// `server.listen`.
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<String>,
+    /// Adds a bearer key for /api/*.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Adds an HS256 key for client tokens.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// `auth.anonymous`.
+    #[arg(long, env = "SWITCHBOARD_ANONYMOUS")]
+    anonymous: Option<bool>,
+    /// `server.tls_cert`.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT")]
+    tls_cert: Option<String>,
+    /// `server.tls_key`.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    tls_key: Option<String>,
+    /// `server.origins`, comma separated.
+    #[arg(long, env = "SWITCHBOARD_ORIGINS")]
+    origins: Option<String>,
+    /// `collect.file`.
+    #[arg(long, env = "SWITCHBOARD_COLLECT_FILE")]
+    collect_file: Option<String>,
+    /// JSON logs.
+    #[arg(long, env = "SWITCHBOARD_LOG_JSON")]
+    log_json: bool,
+    /// Prints the embedded default configuration and exits.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn init_logs(cfg: &config::Log) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn serve(a: ServeArgs) -> ExitCode {
+    if a.print_config {
+        print!("{}", config::DEFAULT_TOML);
+        return ExitCode::SUCCESS;
+    }
+    let ov = config::Overrides {
+        listen: a.listen,
+        api_key: a.api_key,
+        jwt_secret: a.jwt_secret,
+        anonymous: a.anonymous,
+        log_json: a.log_json,
+        tls_cert: a.tls_cert,
+        tls_key: a.tls_key,
+        origins: a.origins,
+        collect_file: a.collect_file,
+    };
+    let cfg = match config::Config::load(a.config.as_deref(), &ov) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(&cfg.log);
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(c), Some(k)) => {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let made = read(c)
+                .and_then(|c| read(k).map(|k| (c, k)))
+                .and_then(|(c, k)| switchboard_ws::tls::server_config_from_pem(&c, &k).map_err(|e| e.to_string()));
+            match made {
+                Ok(sc) => Some(tokio_rustls::TlsAcceptor::from(sc)),
+                Err(e) => {
+                    eprintln!("switchboard: config field `server.tls_cert`/`server.tls_key`: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let collector = collect::Collector::start(&cfg.collect);
+    let hub = match hub::Hub::new(cfg.clone(), collector) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(cfg.server.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("switchboard: cannot listen on {} (server.listen): {e}", cfg.server.listen);
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "switchboard listening: demo {scheme}://{addr}/, Socket.IO {scheme}://{addr}/socket.io/, WebSocket {}://{addr}/ws", if tls.is_some() { "wss" } else { "ws" });
+    if cfg.auth.anonymous {
+        tracing::warn!("anonymous clients are admitted (allowed because the hub listens on loopback only)");
+    }
+    if cfg.api.keys.is_empty() {
+        tracing::warn!(
+            "the backend API (/api/*) is open without a key (allowed because the hub listens on loopback only)"
+        );
+    }
+    server::run(hub, listener, tls, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(a) => serve(a).await,
+            Cmd::Connect(a) => connect::run(a).await,
+        }
+    })
+}

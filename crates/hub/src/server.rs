@@ -1,0 +1,496 @@
+//! HTTP: the router (demo page, `/ws`, `/api/*`, `/metrics`, `/healthz`, Socket.IO under
+//! `/socket.io/`), the accept loop (per-IP and global caps, TLS with a deadline), graceful
+//! shutdown.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchboard_socketio::engineio::RemoteAddr;
+use switchboard_ws::proto::handshake::server::OriginPolicy;
+use switchboard_ws::{Acceptor, CloseCode, Message};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+use crate::auth::{secret_eq, Identity};
+use crate::hub::{watch_expiry, Hub, WsOut};
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const SOCKET_IO_JS: &str = include_str!("../assets/vendor/socket.io-client/socket.io.min.js");
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, Json(v)).into_response()
+}
+
+/// The router.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let api = Router::new()
+        .route("/api/emit", post(api_emit))
+        .route("/api/call", post(api_call))
+        .route("/api/sockets", get(api_sockets))
+        .route("/api/disconnect", post(api_disconnect))
+        .route("/api/join", post(api_join))
+        .route("/api/leave", post(api_leave))
+        .route("/api/stats", get(api_stats))
+        .route_layer(axum::middleware::from_fn_with_state(hub.clone(), require_key));
+    Router::new()
+        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
+        .route(
+            "/assets/socket.io.min.js",
+            get(|| async { ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], SOCKET_IO_JS) }),
+        )
+        .route("/ws", get(ws_endpoint))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .merge(api)
+        .with_state(hub.clone())
+        .layer(hub.io.layer())
+}
+
+async fn healthz(State(hub): State<Arc<Hub>>) -> Response {
+    if hub.draining.load(Ordering::SeqCst) {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "draining"}));
+    }
+    json_response(StatusCode::OK, json!({"status": "ok"}))
+}
+
+async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    let text = hub.metrics.render(hub.collect.written.load(Ordering::Relaxed));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Bearer API key, compared in constant time (security: A4). No keys: open (loopback only,
+/// enforced by the config).
+async fn require_key(State(hub): State<Arc<Hub>>, req: Request, next: axum::middleware::Next) -> Response {
+    let keys = &hub.config.api.keys;
+    if !keys.is_empty() {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Every key is compared, so the time does not tell which one nearly matched.
+        let ok = keys.iter().fold(false, |acc, k| secret_eq(k, given) | acc);
+        if !ok {
+            hub.metrics.handshake_failure("api_key");
+            return json_response(StatusCode::UNAUTHORIZED, json!({"ok": false, "error": "missing or wrong API key"}));
+        }
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+struct EmitReq {
+    event: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    except: Vec<String>,
+}
+
+async fn api_emit(State(hub): State<Arc<Hub>>, Json(r): Json<EmitReq>) -> Response {
+    if switchboard_socketio::is_reserved_event(&r.event) || r.event.is_empty() {
+        return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "bad event name"}));
+    }
+    let mut rooms = r.rooms;
+    rooms.extend(r.users.iter().map(|u| format!("user:{u}")));
+    let n = hub.publish(&rooms, &r.event, &r.data, &r.except).await;
+    json_response(StatusCode::OK, json!({"ok": true, "delivered": n}))
+}
+
+#[derive(Deserialize)]
+struct CallReq {
+    to: Option<String>,
+    user: Option<String>,
+    event: String,
+    #[serde(default)]
+    data: Value,
+    timeout_ms: Option<u64>,
+}
+
+async fn api_call(State(hub): State<Arc<Hub>>, Json(r): Json<CallReq>) -> Response {
+    let max = hub.config.api.max_call_timeout_ms;
+    let timeout = Duration::from_millis(r.timeout_ms.unwrap_or(5000).min(max));
+    let (target, user) = match (r.to, r.user) {
+        (Some(t), _) => (t, false),
+        (None, Some(u)) => (u, true),
+        (None, None) => {
+            return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "give `to` or `user`"}))
+        }
+    };
+    match hub.call(&target, user, &r.event, &r.data, timeout).await {
+        Ok(data) => json_response(StatusCode::OK, json!({"ok": true, "data": data})),
+        Err(e) if e == "no such client" => json_response(StatusCode::NOT_FOUND, json!({"ok": false, "error": e})),
+        Err(e) => json_response(StatusCode::GATEWAY_TIMEOUT, json!({"ok": false, "error": e})),
+    }
+}
+
+#[derive(Deserialize)]
+struct RoomQuery {
+    room: Option<String>,
+}
+
+async fn api_sockets(State(hub): State<Arc<Hub>>, Query(q): Query<RoomQuery>) -> Response {
+    json_response(StatusCode::OK, json!({"clients": hub.list(q.room.as_deref()).await}))
+}
+
+#[derive(Deserialize)]
+struct IdsReq {
+    #[serde(default)]
+    ids: Vec<String>,
+    room: Option<String>,
+}
+
+async fn api_disconnect(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Response {
+    let mut ids = r.ids;
+    if let Some(room) = &r.room {
+        for c in hub.list(Some(room)).await {
+            if let Some(id) = c["id"].as_str() {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    let n = ids.iter().filter(|id| hub.disconnect(id)).count();
+    json_response(StatusCode::OK, json!({"ok": true, "disconnected": n}))
+}
+
+async fn api_join(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Response {
+    let Some(room) = r.room else {
+        return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "room"}));
+    };
+    let mut joined = 0;
+    for id in &r.ids {
+        if hub.join(id, &room, None).await.is_ok() {
+            joined += 1;
+        }
+    }
+    json_response(StatusCode::OK, json!({"ok": true, "joined": joined}))
+}
+
+async fn api_leave(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Response {
+    let Some(room) = r.room else {
+        return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "room"}));
+    };
+    for id in &r.ids {
+        hub.leave(id, &room).await;
+    }
+    json_response(StatusCode::OK, json!({"ok": true}))
+}
+
+async fn api_stats(State(hub): State<Arc<Hub>>) -> Response {
+    let m = &hub.metrics;
+    json_response(
+        StatusCode::OK,
+        json!({
+            "connections": {
+                "socket.io": m.sio_connections.load(Ordering::Relaxed),
+                "ws": m.ws_connections.load(Ordering::Relaxed),
+                "tcp": m.tcp_connections.load(Ordering::Relaxed),
+            },
+            "sessions": hub.io.engine().session_count(),
+            "messages_in": m.messages_in.load(Ordering::Relaxed),
+            "messages_out": m.messages_out.load(Ordering::Relaxed),
+            "drops": m.drops.load(Ordering::Relaxed),
+            "collected": hub.collect.written.load(Ordering::Relaxed),
+            "draining": hub.draining.load(Ordering::SeqCst),
+        }),
+    )
+}
+
+fn bearer_or_query_token(req: &Request) -> Option<String> {
+    if let Some(t) =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(t.to_owned());
+    }
+    req.uri().query().and_then(|q| {
+        q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.replace("%2E", ".").replace("%2e", "."))
+    })
+}
+
+/// The plain WebSocket endpoint (`/ws`): a token in `?token=` or `Authorization: Bearer`, then
+/// the JSON protocol of `docs/hub.md`.
+async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
+    if hub.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
+    }
+    let ident = match hub.verifier.identify(bearer_or_query_token(&req).as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            hub.metrics.handshake_failure("auth");
+            return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+        }
+    };
+    let s = &hub.config.server;
+    let origins = if s.origins.is_empty() { OriginPolicy::Any } else { OriginPolicy::allow_list(&s.origins) };
+    let cfg = switchboard_ws::Config::default()
+        .with_max_message_size(s.max_message_bytes)
+        .with_max_frame_size(s.max_message_bytes)
+        .with_ping_interval(Some(Duration::from_millis(s.ping_interval_ms)))
+        .with_pong_timeout(Duration::from_millis(s.ping_timeout_ms));
+    let acceptor = Acceptor::new().config(cfg).origins(origins);
+    match acceptor.upgrade::<Body, Body>(&mut req) {
+        Ok((resp, fut)) => {
+            tokio::spawn(async move {
+                if let Ok(ws) = fut.await {
+                    run_ws_client(hub, ident, ws).await;
+                }
+            });
+            resp
+        }
+        Err(e) => {
+            hub.metrics.handshake_failure(if e.status() == StatusCode::FORBIDDEN { "origin" } else { "bad_handshake" });
+            (e.status(), e.to_string()).into_response()
+        }
+    }
+}
+
+async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::UpgradedSocket) {
+    let (tx, mut rx) = mpsc::channel(hub.config.server.max_queued_messages);
+    let client = hub.add_ws(ident.clone(), tx);
+    let mut rooms = vec![format!("user:{}", ident.sub)];
+    rooms.extend(ident.rooms.iter().cloned());
+    for r in rooms {
+        let _ = hub.join(&client.id, &r, None).await;
+    }
+    let welcome = json!({"type": "welcome", "id": client.id, "user": ident.sub}).to_string();
+    let _ = ws.send(Message::text(welcome)).await;
+    let (exp_tx, mut exp_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(exp) = ident.exp {
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(watch_expiry(
+            exp,
+            move || weak.upgrade().map(|c| c.ident.read().exp),
+            move || {
+                let _ = exp_tx.send(());
+            },
+        ));
+    }
+    let close: Option<(u16, &str)> = loop {
+        tokio::select! {
+            m = ws.recv() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    hub.metrics.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
+                    let reply = handle_ws_text(&hub, &client, &t).await;
+                    if let Some(r) = reply {
+                        hub.metrics.bytes_out.fetch_add(r.len() as u64, Ordering::Relaxed);
+                        if ws.send(Message::text(r)).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let r = json!({"type": "error", "error": "binary frames are not part of the protocol"}).to_string();
+                    if ws.send(Message::text(r)).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(_)) => {}
+            },
+            out = rx.recv() => match out {
+                Some(WsOut::Text(s)) => {
+                    hub.metrics.bytes_out.fetch_add(s.len() as u64, Ordering::Relaxed);
+                    if ws.send(Message::text(s)).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(WsOut::Close(code, reason)) => break Some((code, reason)),
+                None => break None,
+            },
+            _ = &mut exp_rx => break Some((1008, "token expired")),
+        }
+    };
+    hub.remove_ws(&client);
+    if let Some((code, reason)) = close {
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(CloseCode(code), reason)).await;
+    }
+}
+
+async fn handle_ws_text(hub: &Hub, client: &crate::hub::WsClient, text: &str) -> Option<String> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Some(json!({"type": "error", "error": "bad request: not JSON"}).to_string());
+    };
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let id = v.get("id").cloned().unwrap_or(Value::Null);
+    match kind {
+        "ack" => {
+            if let Some(n) = id.as_u64() {
+                if let Some(tx) = client.calls.lock().remove(&n) {
+                    let _ = tx.send(v.get("data").cloned().unwrap_or(Value::Null));
+                }
+            }
+            None
+        }
+        "refresh" => {
+            let token = v.get("token").and_then(Value::as_str).unwrap_or("");
+            let sub = client.ident.read().sub.clone();
+            let r = match hub.verifier.verify(token) {
+                Ok(new) if new.sub == sub => {
+                    let exp = new.exp;
+                    *client.ident.write() = new;
+                    json!({"ok": true, "exp": exp})
+                }
+                Ok(_) => json!({"ok": false, "error": "token is for another user"}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            };
+            Some(reply(id, r))
+        }
+        "ping" => Some(json!({"type": "pong", "id": id}).to_string()),
+        _ => {
+            let ident = client.ident.read().clone();
+            let r = hub.client_request(&client.id, &ident, kind, &v).await;
+            Some(reply(id, r))
+        }
+    }
+}
+
+fn reply(id: Value, mut r: Value) -> String {
+    if let Value::Object(m) = &mut r {
+        m.insert("type".into(), Value::String("reply".into()));
+        m.insert("id".into(), id);
+    }
+    r.to_string()
+}
+
+/// Counts connections per IP; the guard gives the slot back.
+#[derive(Default)]
+struct Slots {
+    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+struct SlotGuard {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+    hub: Arc<Hub>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut m = self.slots.per_ip.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+        self.hub.metrics.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a request would start a new client (the handshakes draining refuses).
+fn is_new_client(req: &http::Request<hyper::body::Incoming>) -> bool {
+    let path = req.uri().path();
+    let q = req.uri().query().unwrap_or("");
+    (path.starts_with("/socket.io") && !q.contains("sid=")) || path == "/ws"
+}
+
+async fn serve_conn<I>(hub: Arc<Hub>, app: Router, io: I, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let h2 = hub.clone();
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(RemoteAddr(peer));
+        let app = app.clone();
+        let hub = h2.clone();
+        async move {
+            if hub.draining.load(Ordering::SeqCst) && is_new_client(&req) {
+                let mut r = Response::new(Body::from("server shutting down"));
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Ok::<_, std::convert::Infallible>(r);
+            }
+            app.oneshot(req.map(Body::new)).await
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(hub.config.server.handshake_timeout_ms))
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
+}
+
+/// Accepts until `shutdown`, then drains: new handshakes get 503, every client is closed with
+/// 1001 / "server shutting down", and it waits for them up to `shutdown_grace_ms`.
+pub async fn run(
+    hub: Arc<Hub>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let app = router(hub.clone());
+    let slots = Arc::new(Slots::default());
+    tokio::pin!(shutdown);
+    let s = hub.config.server.clone();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off, keep serving (security: R5).
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        {
+            let mut m = slots.per_ip.lock();
+            let n = m.entry(peer.ip()).or_default();
+            if *n >= s.max_connections_per_ip
+                || hub.metrics.tcp_connections.load(Ordering::Relaxed) as usize >= s.max_connections
+            {
+                drop(m);
+                hub.metrics.handshake_failure("connection_limit");
+                drop(tcp);
+                continue;
+            }
+            *n += 1;
+        }
+        hub.metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = tcp.set_nodelay(true);
+        let guard = SlotGuard { slots: slots.clone(), ip: peer.ip(), hub: hub.clone() };
+        let (hub, app, tls) = (hub.clone(), app.clone(), tls.clone());
+        let deadline = Duration::from_millis(s.handshake_timeout_ms);
+        tokio::spawn(async move {
+            let _guard = guard;
+            match tls {
+                Some(acc) => match tokio::time::timeout(deadline, acc.accept(tcp)).await {
+                    Ok(Ok(stream)) => serve_conn(hub, app, stream, peer).await,
+                    // A stalled or failed TLS handshake is dropped (security: T1, T2).
+                    _ => hub.metrics.handshake_failure("tls"),
+                },
+                None => serve_conn(hub, app, tcp, peer).await,
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining clients");
+    hub.drain();
+    let end = Instant::now() + Duration::from_millis(s.shutdown_grace_ms);
+    while Instant::now() < end && (hub.connections() > 0 || hub.metrics.tcp_connections.load(Ordering::Relaxed) > 0) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(remaining = hub.connections(), "stopped");
+}
