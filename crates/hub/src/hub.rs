@@ -17,14 +17,8 @@ use crate::collect::Collector;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// A message for a `/ws` client's writer task.
-#[derive(Debug)]
-pub enum WsOut {
-    /// A JSON text frame.
-    Text(String),
-    /// Close with a code and reason.
-    Close(u16, &'static str),
-}
+/// A message for a `/ws` client's writer task: a JSON text frame.
+pub type WsOut = String;
 
 /// A client of the plain WebSocket endpoint.
 #[derive(Debug)]
@@ -39,21 +33,31 @@ pub struct WsClient {
     pub rooms: parking_lot::Mutex<HashSet<String>>,
     /// Calls waiting for its ack.
     pub calls: parking_lot::Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    /// Set to close the client (code, reason); its task wakes on `kill`.
+    pub closing: parking_lot::Mutex<Option<(u16, &'static str)>>,
+    /// Wakes the client's task to close.
+    pub kill: tokio::sync::Notify,
 }
 
 impl WsClient {
-    /// Queues a frame; a full queue closes the client ("slow consumer").
+    /// Queues a frame; a full queue closes the client with 1008 "slow consumer" (security:
+    /// R1).
     pub fn push(&self, text: String, metrics: &Metrics) -> bool {
-        match self.tx.try_send(WsOut::Text(text)) {
+        match self.tx.try_send(text) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics.drops.fetch_add(1, Ordering::Relaxed);
-                // The writer drains before closing; make room for the close itself.
-                let _ = self.tx.try_send(WsOut::Close(1008, "slow consumer"));
+                self.close(1008, "slow consumer");
                 false
             }
             Err(_) => false,
         }
+    }
+
+    /// Closes the client with `code` and `reason` (the first close wins).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        self.closing.lock().get_or_insert((code, reason));
+        self.kill.notify_one();
     }
 }
 
@@ -299,6 +303,8 @@ impl Hub {
             tx,
             rooms: parking_lot::Mutex::new(HashSet::new()),
             calls: parking_lot::Mutex::new(HashMap::new()),
+            closing: parking_lot::Mutex::new(None),
+            kill: tokio::sync::Notify::new(),
         });
         self.ws_clients.write().insert(id, c.clone());
         self.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
@@ -352,7 +358,7 @@ impl Hub {
             return true;
         }
         if let Some(c) = self.ws_clients.read().get(who).cloned() {
-            let _ = c.tx.try_send(WsOut::Close(1000, "disconnected by the server"));
+            c.close(1000, "disconnected by the server");
             return true;
         }
         false
@@ -365,7 +371,7 @@ impl Hub {
         self.io.close();
         let clients: Vec<Arc<WsClient>> = self.ws_clients.read().values().cloned().collect();
         for c in clients {
-            let _ = c.tx.try_send(WsOut::Close(1001, "server shutting down"));
+            c.close(1001, "server shutting down");
         }
     }
 

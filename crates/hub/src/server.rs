@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 use crate::auth::{secret_eq, Identity};
-use crate::hub::{watch_expiry, Hub, WsOut};
+use crate::hub::{watch_expiry, Hub};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const SOCKET_IO_JS: &str = include_str!("../assets/vendor/socket.io-client/socket.io.min.js");
@@ -215,6 +215,10 @@ async fn api_stats(State(hub): State<Arc<Hub>>) -> Response {
     )
 }
 
+/// Bytes a `/ws` client may have waiting in its socket buffer before it counts as a slow
+/// consumer (with `server.max_queued_messages` queued behind it).
+const WS_WRITE_BUFFER: usize = 256 << 10;
+
 fn bearer_or_query_token(req: &Request) -> Option<String> {
     if let Some(t) =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
@@ -245,7 +249,9 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
         .with_max_message_size(s.max_message_bytes)
         .with_max_frame_size(s.max_message_bytes)
         .with_ping_interval(Some(Duration::from_millis(s.ping_interval_ms)))
-        .with_pong_timeout(Duration::from_millis(s.ping_timeout_ms));
+        .with_pong_timeout(Duration::from_millis(s.ping_timeout_ms))
+        // The outbound cap in bytes on top of the message queue (security: R1).
+        .with_max_write_buffer(WS_WRITE_BUFFER);
     let acceptor = Acceptor::new().config(cfg).origins(origins);
     match acceptor.upgrade::<Body, Body>(&mut req) {
         Ok((resp, fut)) => {
@@ -307,15 +313,25 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
                 Some(Ok(_)) => {}
             },
             out = rx.recv() => match out {
-                Some(WsOut::Text(s)) => {
+                Some(s) => {
                     hub.metrics.bytes_out.fetch_add(s.len() as u64, Ordering::Relaxed);
-                    if ws.send(Message::text(s)).await.is_err() {
-                        break None;
+                    // Written by the next read poll; a full buffer means a slow consumer.
+                    match ws.try_send(Message::text(s)) {
+                        Ok(()) => {}
+                        Err(switchboard_ws::Error::WriteBufferFull(_)) => {
+                            hub.metrics.drops.fetch_add(1, Ordering::Relaxed);
+                            break Some((1008, "slow consumer"));
+                        }
+                        Err(_) => break None,
                     }
                 }
-                Some(WsOut::Close(code, reason)) => break Some((code, reason)),
                 None => break None,
             },
+            _ = client.kill.notified() => {
+                if let Some(c) = *client.closing.lock() {
+                    break Some(c);
+                }
+            }
             _ = &mut exp_rx => break Some((1008, "token expired")),
         }
     };

@@ -1,0 +1,723 @@
+//! End to end against the built `switchboard` binary: real clients (python-socketio, headless
+//! Chromium on the demo page, our WebSocket client, raw Socket.IO), the backend API, nginx in
+//! front with the seeds' configuration, graceful shutdown, and the hub's security rows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use switchboard_ws::{ClientBuilder, Message};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+const SECRET: &str = "e2e-secret-0123456789abcdef";
+const API_KEY: &str = "e2e-api-key-0123456789";
+
+struct Hub {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    let d = std::env::temp_dir().join(format!("sb-hub-{}-{}", std::process::id(), rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn interop_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
+}
+
+fn peer_available(name: &str, program: &str, args: &[&str]) -> bool {
+    let ok = std::process::Command::new(program)
+        .args(args)
+        .current_dir(interop_dir())
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        let why = format!("{name} is not installed (bash .ci/run installs it)");
+        if std::env::var("SWITCHBOARD_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+    }
+    ok
+}
+
+impl Hub {
+    /// Starts the binary with a JWT secret and an API key, plus `extra` flags and a config
+    /// file body.
+    async fn start(extra: &[&str], config: &str) -> Hub {
+        let dir = temp_dir();
+        let port = free_port();
+        let cfg = dir.0.join("hub.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--jwt-secret")
+            .arg(SECRET)
+            .arg("--api-key")
+            .arg(API_KEY)
+            .arg("--collect-file")
+            .arg(dir.0.join("collect.jsonl"))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..200 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Hub { child, addr, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the hub did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn collect_file(&self) -> std::path::PathBuf {
+        self._dir.0.join("collect.jsonl")
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let (s, b) = http(self.addr, method, path, &[("Authorization", &format!("Bearer {API_KEY}"))], &body).await;
+        (s, serde_json::from_str(&b).unwrap_or(Value::String(b)))
+    }
+}
+
+async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, String) {
+    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn token(sub: &str, exp_in: i64, rooms: &[&str]) -> String {
+    let exp =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + exp_in) as u64;
+    encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": sub, "exp": exp, "rooms": rooms}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+type Ws = switchboard_ws::WebSocket<switchboard_ws::MaybeTlsStream>;
+
+/// A raw Socket.IO client over WebSocket; returns it once connected, and the CONNECT reply.
+async fn sio(addr: SocketAddr, token: Option<&str>) -> (Ws, String) {
+    let mut ws =
+        ClientBuilder::new(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")).connect().await.unwrap();
+    let auth = token.map(|t| json!({"token": t}).to_string()).unwrap_or_default();
+    ws.send(Message::text(format!("40{auth}"))).await.unwrap();
+    loop {
+        let t = next_text(&mut ws).await.expect("closed before CONNECT");
+        if t.starts_with("40") || t.starts_with("44") {
+            return (ws, t);
+        }
+    }
+}
+
+/// The next text frame, answering Engine.IO pings.
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.recv()).await.ok()?? {
+            Ok(Message::Text(t)) if &*t == "2" => ws.send(Message::text("3")).await.ok()?,
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Close(f)) => return Some(format!("close {}", f.map(|f| f.code.0).unwrap_or(1005))),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reads until a frame contains `needle`.
+async fn until(ws: &mut Ws, needle: &str) -> String {
+    loop {
+        let t = next_text(ws).await.unwrap_or_else(|| panic!("closed while waiting for {needle}"));
+        if t.contains(needle) {
+            return t;
+        }
+    }
+}
+
+async fn ws_client(addr: SocketAddr, token: &str) -> Ws {
+    let mut ws = ClientBuilder::new(format!("ws://{addr}/ws?token={token}")).connect().await.unwrap();
+    until(&mut ws, "\"welcome\"").await;
+    ws
+}
+
+#[tokio::test]
+async fn python_client_with_a_jwt_gets_a_pushed_notification_and_answers_a_call() {
+    if !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio, requests, websocket"]) {
+        return;
+    }
+    let hub = Hub::start(&["--anonymous", "false"], "").await;
+    for transport in ["websocket", "polling"] {
+        let mut py = Command::new("python3")
+            .arg(interop_dir().join("py/hub_client.py"))
+            .arg(hub.url())
+            .arg(token("alice", 600, &[]))
+            .arg(transport)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
+        assert!(ready.starts_with("ready "), "{ready}");
+        let (s, r) = hub
+            .api(
+                "POST",
+                "/api/emit",
+                json!({"event": "notification", "users": ["alice"], "data": {"title": "hi alice"}}),
+            )
+            .await;
+        assert_eq!((s, &r["delivered"]), (200, &json!(1)), "{r}");
+        let (s, r) = hub
+            .api("POST", "/api/call", json!({"user": "alice", "event": "whoami", "data": {"q": 1}, "timeout_ms": 5000}))
+            .await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["data"], json!({"user": "alice", "asked": {"q": 1}}));
+        let status = tokio::time::timeout(Duration::from_secs(20), py.wait()).await.unwrap().unwrap();
+        let mut rest = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        assert!(status.success(), "{rest}");
+        assert!(rest.contains("notification {'title': 'hi alice'}"), "{rest}");
+        assert!(rest.contains(&format!("transport {transport}")), "{rest}");
+    }
+    // Without a token: refused (anonymous is off).
+    let (_, reply) = sio(hub.addr, None).await;
+    assert!(
+        reply.starts_with("44{\"data\":{\"reason\":\"a token is required\"},\"message\":\"unauthorized\"}"),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn api_call_round_trip_emit_to_rooms_and_users_and_management() {
+    let hub = Hub::start(&[], "").await;
+    let (mut a, reply) = sio(hub.addr, Some(&token("alice", 600, &["team:1"]))).await;
+    let sid: Value = serde_json::from_str(&reply[2..]).unwrap();
+    let sid = sid["sid"].as_str().unwrap().to_owned();
+    let mut b = ws_client(hub.addr, &token("bob", 600, &["team:1"])).await;
+    // Emit to a room both are in (the token granted it): one Socket.IO and one /ws delivery.
+    let (s, r) = hub.api("POST", "/api/emit", json!({"event": "news", "rooms": ["team:1"], "data": 1})).await;
+    assert_eq!((s, r["delivered"].as_u64()), (200, Some(2)));
+    assert!(until(&mut a, "news").await.contains("42[\"news\",1]"));
+    assert!(until(&mut b, "news").await.contains("\"room\":\"team:1\""));
+    // Except the Socket.IO socket.
+    let (_, r) =
+        hub.api("POST", "/api/emit", json!({"event": "news", "rooms": ["team:1"], "data": 2, "except": [sid]})).await;
+    assert_eq!(r["delivered"], 1);
+    // Call the Socket.IO client by id: it answers the ack.
+    let call = tokio::spawn({
+        let addr = hub.addr;
+        let sid = sid.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/api/call",
+                &[("Authorization", &format!("Bearer {API_KEY}"))],
+                &json!({"to": sid, "event": "confirm", "data": {"n": 7}, "timeout_ms": 5000}),
+            )
+            .await
+        }
+    });
+    let ask = until(&mut a, "confirm").await;
+    let id: String = ask[2..].chars().take_while(char::is_ascii_digit).collect();
+    a.send(Message::text(format!("43{id}[{{\"confirmed\":true}}]"))).await.unwrap();
+    let (s, body) = call.await.unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"], json!({"confirmed": true}));
+    // Call the /ws client by user.
+    let call = tokio::spawn({
+        let addr = hub.addr;
+        async move {
+            http(
+                addr,
+                "POST",
+                "/api/call",
+                &[("Authorization", &format!("Bearer {API_KEY}"))],
+                &json!({"user": "bob", "event": "confirm", "timeout_ms": 5000}),
+            )
+            .await
+        }
+    });
+    let ask: Value = serde_json::from_str(&until(&mut b, "\"call\"").await).unwrap();
+    b.send(Message::text(json!({"type": "ack", "id": ask["id"], "data": "yes"}).to_string())).await.unwrap();
+    let (s, body) = call.await.unwrap();
+    assert_eq!((s, serde_json::from_str::<Value>(&body).unwrap()["data"].clone()), (200, json!("yes")));
+    // A call nobody answers: 504, in time.
+    let (s, r) = hub.api("POST", "/api/call", json!({"user": "bob", "event": "confirm", "timeout_ms": 300})).await;
+    assert_eq!(s, 504, "{r}");
+    // Unknown client: 404.
+    let (s, _) = hub.api("POST", "/api/call", json!({"user": "nobody", "event": "x"})).await;
+    assert_eq!(s, 404);
+    // List, join, leave, disconnect, stats.
+    let (_, r) = hub.api("GET", "/api/sockets?room=team:1", Value::Null).await;
+    assert_eq!(r["clients"].as_array().unwrap().len(), 2, "{r}");
+    let (_, r) = hub.api("POST", "/api/join", json!({"ids": [sid], "room": "ops"})).await;
+    assert_eq!(r["joined"], 1);
+    let (_, r) = hub.api("GET", "/api/sockets?room=ops", Value::Null).await;
+    assert_eq!(r["clients"][0]["user"], "alice");
+    let (_, r) = hub.api("GET", "/api/stats", Value::Null).await;
+    assert_eq!(r["connections"]["ws"], 1);
+    let (_, r) = hub.api("POST", "/api/disconnect", json!({"ids": [sid]})).await;
+    assert_eq!(r["disconnected"], 1);
+    assert!(until(&mut a, "41").await.starts_with("41"));
+    // The API wants the key (A4: compared in constant time; here: wrong or missing → 401).
+    let (s, _) =
+        http(hub.addr, "GET", "/api/stats", &[("Authorization", "Bearer wrong-key-0123456789")], &Value::Null).await;
+    assert_eq!(s, 401);
+    let (s, _) = http(hub.addr, "GET", "/api/stats", &[], &Value::Null).await;
+    assert_eq!(s, 401);
+    let (s, doc) = http(hub.addr, "GET", "/api/openapi.json", &[], &Value::Null).await;
+    assert_eq!(s, 200);
+    assert!(serde_json::from_str::<Value>(&doc).unwrap()["paths"]["/api/call"].is_object());
+    let (s, m) = http(hub.addr, "GET", "/metrics", &[], &Value::Null).await;
+    assert_eq!(s, 200);
+    assert!(m.contains("switchboard_call_seconds_count 4"), "{m}");
+    assert!(m.contains("switchboard_handshake_failures_total{reason=\"api_key\"} 2"), "{m}");
+}
+
+#[tokio::test]
+async fn ws_publish_subscribe_shares_rooms_with_socket_io_and_a5_scopes() {
+    let hub = Hub::start(&[], "").await;
+    let mut a = ws_client(hub.addr, &token("alice", 600, &[])).await;
+    let mut b = ws_client(hub.addr, &token("bob", 600, &[])).await;
+    let (mut c, _) = sio(hub.addr, Some(&token("carol", 600, &[]))).await;
+    for ws in [&mut a, &mut b] {
+        ws.send(Message::text(r#"{"type":"subscribe","room":"chat:x","id":1}"#)).await.unwrap();
+        assert!(until(ws, "\"reply\"").await.contains("\"ok\":true"));
+    }
+    c.send(Message::text(r#"421["subscribe","chat:x"]"#)).await.unwrap();
+    assert!(until(&mut c, "431").await.contains("\"ok\":true"));
+    a.send(Message::text(r#"{"type":"publish","room":"chat:x","event":"chat","data":{"text":"hey"},"id":2}"#))
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_str(&until(&mut a, "\"reply\"").await).unwrap();
+    assert_eq!(r["delivered"], 2, "{r}");
+    let got: Value = serde_json::from_str(&until(&mut b, "\"event\"").await).unwrap();
+    assert_eq!(got["data"], json!({"from": "alice", "room": "chat:x", "data": {"text": "hey"}}));
+    assert!(until(&mut c, "chat").await.starts_with("42[\"chat\",{\"data\":{\"text\":\"hey\"}"));
+    // A5: a denied room and another user's room give an error, and the connection stays.
+    a.send(Message::text(r#"{"type":"subscribe","room":"user:bob","id":3}"#)).await.unwrap();
+    assert!(until(&mut a, "\"reply\"").await.contains("permission denied"));
+    a.send(Message::text(r#"{"type":"publish","room":"news","data":1,"id":4}"#)).await.unwrap();
+    assert!(until(&mut a, "\"reply\"").await.contains("permission denied"));
+    c.send(Message::text(r#"422["publish",{"room":"user:bob","data":1}]"#)).await.unwrap();
+    assert!(until(&mut c, "432").await.contains("permission denied"));
+    a.send(Message::text("not json")).await.unwrap();
+    assert!(until(&mut a, "\"error\"").await.contains("bad request"));
+    let long = format!(r#"{{"type":"subscribe","room":"chat:{}","id":5}}"#, "x".repeat(300));
+    a.send(Message::text(long)).await.unwrap();
+    assert!(until(&mut a, "\"reply\"").await.contains("permission denied"));
+    a.send(Message::text(r#"{"type":"ping","id":6}"#)).await.unwrap();
+    assert!(until(&mut a, "pong").await.contains("\"id\":6"));
+    // Data collection: to the JSON-lines file.
+    a.send(Message::text(r#"{"type":"telemetry","data":{"cpu":0.5},"id":7}"#)).await.unwrap();
+    assert!(until(&mut a, "\"reply\"").await.contains("\"ok\":true"));
+    c.send(Message::text(r#"423["log",{"line":"boot"}]"#)).await.unwrap();
+    assert!(until(&mut c, "433").await.contains("\"ok\":true"));
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(hub.collect_file()).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines.iter().any(|l| l["user"] == "alice" && l["channel"] == "telemetry" && l["data"]["cpu"] == 0.5));
+    assert!(lines.iter().any(|l| l["user"] == "carol" && l["channel"] == "log"));
+}
+
+#[tokio::test]
+async fn a1_a2_tokens_are_checked_and_expiry_disconnects_unless_refreshed() {
+    let hub = Hub::start(&["--anonymous", "false"], "[auth]\nleeway_s = 0\n").await;
+    // A1: unsigned, wrong algorithm, wrong key, expired.
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"sub":"mallory","exp":9999999999}"#));
+    let hs384 = encode(
+        &Header::new(Algorithm::HS384),
+        &json!({"sub": "m", "exp": 9999999999u64}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let other = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "m", "exp": 9999999999u64}),
+        &EncodingKey::from_secret(b"another-secret-0123456789"),
+    )
+    .unwrap();
+    for t in [none.as_str(), &hs384, &other, &token("m", -5, &[])] {
+        let (_, reply) = sio(hub.addr, Some(t)).await;
+        assert!(reply.starts_with("44"), "{reply}");
+        let r = ClientBuilder::new(format!("ws://{}/ws?token={t}", hub.addr)).connect().await;
+        assert!(r.is_err(), "{t}");
+    }
+    // A2: a token 2 s from expiry is cut at expiry…
+    let t0 = std::time::Instant::now();
+    let (mut s1, _) = sio(hub.addr, Some(&token("dave", 2, &[]))).await;
+    let mut w1 = ws_client(hub.addr, &token("dave", 2, &[])).await;
+    assert!(until(&mut s1, "auth_expired").await.contains("token expired"));
+    assert!(until(&mut s1, "41").await.starts_with("41"));
+    assert_eq!(until(&mut w1, "close").await, "close 1008");
+    assert!(t0.elapsed() >= Duration::from_millis(900) && t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+    // …unless refreshed in band.
+    let (mut s2, _) = sio(hub.addr, Some(&token("erin", 2, &[]))).await;
+    let mut w2 = ws_client(hub.addr, &token("erin", 2, &[])).await;
+    s2.send(Message::text(format!("421[\"refresh\",{{\"token\":\"{}\"}}]", token("erin", 600, &[])))).await.unwrap();
+    assert!(until(&mut s2, "431").await.contains("\"ok\":true"));
+    w2.send(Message::text(json!({"type": "refresh", "token": token("erin", 600, &[]), "id": 1}).to_string()))
+        .await
+        .unwrap();
+    assert!(until(&mut w2, "\"reply\"").await.contains("\"ok\":true"));
+    // A refresh for another user is refused.
+    w2.send(Message::text(json!({"type": "refresh", "token": token("mallory", 600, &[]), "id": 2}).to_string()))
+        .await
+        .unwrap();
+    assert!(until(&mut w2, "\"reply\"").await.contains("another user"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s2.send(Message::text(r#"424["subscribe","chat:still"]"#)).await.unwrap();
+    assert!(until(&mut s2, "434").await.contains("\"ok\":true"));
+    w2.send(Message::text(r#"{"type":"ping","id":9}"#)).await.unwrap();
+    assert!(until(&mut w2, "pong").await.contains("\"id\":9"));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_1001_to_every_client() {
+    let mut hub = Hub::start(&[], "").await;
+    let mut w = ws_client(hub.addr, &token("a", 600, &[])).await;
+    let (mut s, _) = sio(hub.addr, Some(&token("b", 600, &[]))).await;
+    let pid = hub.child.id().unwrap();
+    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert_eq!(until(&mut w, "close").await, "close 1001");
+    assert_eq!(until(&mut s, "close").await, "close 1001");
+    let status = tokio::time::timeout(Duration::from_secs(15), hub.child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn r1_slow_consumer_is_cut_and_others_keep_receiving() {
+    let hub = Hub::start(&[], "[server]\nmax_queued_messages = 64\n").await;
+    let mut slow = ws_client(hub.addr, &token("slow", 600, &[])).await;
+    let mut fast = ws_client(hub.addr, &token("fast", 600, &[])).await;
+    for ws in [&mut slow, &mut fast] {
+        ws.send(Message::text(r#"{"type":"subscribe","room":"chat:flood","id":1}"#)).await.unwrap();
+        until(ws, "\"reply\"").await;
+    }
+    // `slow` stops reading; 2,000 messages of 8 KB go to the room (16 MB: more than the
+    // kernel's socket buffers hold on loopback).
+    let data = "x".repeat(8 << 10);
+    for i in 0..2000 {
+        let (s, _) = hub
+            .api("POST", "/api/emit", json!({"event": "flood", "rooms": ["chat:flood"], "data": {"i": i, "d": data}}))
+            .await;
+        assert_eq!(s, 200);
+        if i % 100 == 0 {
+            // `fast` keeps up.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(1), fast.recv()).await {}
+        }
+    }
+    let mut last = 0;
+    while let Some(t) = next_text(&mut fast).await {
+        if let Ok(v) = serde_json::from_str::<Value>(&t) {
+            last = v["data"]["i"].as_u64().unwrap_or(last);
+            if last == 1999 {
+                break;
+            }
+        }
+    }
+    assert_eq!(last, 1999, "the healthy member got everything");
+    // The slow one was closed with 1008 "slow consumer" once its queue filled.
+    let (_, r) = hub.api("GET", "/api/sockets?room=chat:flood", Value::Null).await;
+    assert_eq!(r["clients"].as_array().unwrap().len(), 1, "{r}");
+    let (_, m) = http(hub.addr, "GET", "/metrics", &[], &Value::Null).await;
+    assert!(!m.contains("switchboard_drops_total 0\n"), "{m}");
+    drop(slow);
+}
+
+#[tokio::test]
+async fn r4_r5_connect_timeout_and_per_ip_cap() {
+    let hub = Hub::start(&[], "[server]\nconnect_timeout_ms = 500\nmax_connections_per_ip = 20\n").await;
+    // R4: an Engine.IO session that never joins a namespace is closed.
+    let mut ws =
+        ClientBuilder::new(format!("ws://{}/socket.io/?EIO=4&transport=websocket", hub.addr)).connect().await.unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        match next_text(&mut ws).await {
+            Some(t) if t.starts_with("close") || t == "1" => break,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(400) && t0.elapsed() < Duration::from_secs(5));
+    // R5: 20 connections per IP; the 21st is closed at once, and the first 20 still work.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(hub.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = TcpStream::connect(hub.addr).await.unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.ok();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "the connection over the cap is closed");
+    let first = &mut held[0];
+    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    first.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (s, m) = http(hub.addr, "GET", "/metrics", &[], &Value::Null).await;
+    assert_eq!(s, 200);
+    assert!(m.contains("reason=\"connection_limit\"} 1"), "{m}");
+}
+
+#[tokio::test]
+async fn t1_t2_t3_tls() {
+    let dir = temp_dir();
+    let ca = rcgen_cert(&dir.0);
+    let hub = Hub::start(
+        &["--tls-cert", ca.0.to_str().unwrap(), "--tls-key", ca.1.to_str().unwrap()],
+        "[server]\nhandshake_timeout_ms = 700\n",
+    )
+    .await;
+    // T1: TCP, then nothing: closed by the handshake deadline.
+    let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(t0.elapsed() >= Duration::from_millis(500), "{:?}", t0.elapsed());
+    // T2: a ClientHello-looking record then an alert: closed, no spin.
+    let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00]).await.unwrap();
+    tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00]).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut Vec::new())).await.unwrap().unwrap_or(0);
+    assert!(n < 64);
+    // T3: the client verifies the certificate: without the CA it fails; with it, it works.
+    let url = format!("wss://localhost:{}/ws?token={}", hub.addr.port(), token("t", 600, &[]));
+    let bin = env!("CARGO_BIN_EXE_switchboard");
+    let out = Command::new(bin).args(["connect", &url, "-w", "1", "--timeout", "5"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).to_lowercase().contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin)
+        .args(["connect", &url, "-w", "1", "--timeout", "5", "--ca", ca.2.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("welcome"));
+}
+
+/// A test CA and a `localhost` certificate: (cert chain, key, CA) files.
+fn rcgen_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let (c, k, a) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    std::fs::write(&c, format!("{}{}", cert.pem(), ca.pem())).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    std::fs::write(&a, ca.pem()).unwrap();
+    std::mem::forget(TempDir(dir.to_path_buf()));
+    (c, k, a)
+}
+
+#[tokio::test]
+async fn two_chromium_pages_chat_on_the_demo_page_and_get_a_notification() {
+    if !(peer_available("chromium", "chromium", &["--version"])
+        && peer_available("playwright-core (npm)", "node", &["-e", "require('playwright-core')"]))
+    {
+        return;
+    }
+    let hub = Hub::start(&[], "").await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        Command::new("node")
+            .arg(interop_dir().join("node/hub_chromium.mjs"))
+            .arg(hub.url())
+            .env("API_KEY", API_KEY)
+            .current_dir(interop_dir())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn behind_nginx_with_the_seeds_configuration() {
+    if !peer_available("nginx", "nginx", &["-v"])
+        || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio"])
+    {
+        return;
+    }
+    let hub = Hub::start(&[], "").await;
+    let dir = temp_dir();
+    let port = free_port();
+    // The seeds' location block: HTTP/1.1 and the Upgrade/Connection headers passed on.
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://{hub};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"#,
+        d = dir.0.display(),
+        hub = hub.addr
+    );
+    let conf_path = dir.0.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let _nginx = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(&dir.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if TcpStream::connect(front).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // python-socketio through nginx over WebSocket and over polling; the backend pushes to it.
+    for transport in ["websocket", "polling"] {
+        let mut py = Command::new("python3")
+            .arg(interop_dir().join("py/hub_client.py"))
+            .arg(format!("http://{front}"))
+            .arg(token("alice", 600, &[]))
+            .arg(transport)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
+        assert!(ready.starts_with("ready "), "{ready}");
+        let (_, r) = hub
+            .api(
+                "POST",
+                "/api/emit",
+                json!({"event": "notification", "users": ["alice"], "data": {"title": "via nginx"}}),
+            )
+            .await;
+        assert_eq!(r["delivered"], 1);
+        let (s, _) = hub.api("POST", "/api/call", json!({"user": "alice", "event": "whoami", "data": 1})).await;
+        assert_eq!(s, 200);
+        let status = tokio::time::timeout(Duration::from_secs(20), py.wait()).await.unwrap().unwrap();
+        let mut rest = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        assert!(status.success(), "{transport}: {rest}");
+        assert!(rest.contains(&format!("transport {transport}")), "{rest}");
+    }
+    // The plain WebSocket endpoint through nginx.
+    let mut ws =
+        ClientBuilder::new(format!("ws://{front}/ws?token={}", token("bob", 600, &[]))).connect().await.unwrap();
+    assert!(until(&mut ws, "welcome").await.contains("\"user\":\"bob\""));
+}
