@@ -453,10 +453,21 @@ async fn graceful_shutdown_sends_1001_to_every_client() {
     let mut hub = Hub::start(&[], "").await;
     let mut w = ws_client(hub.addr, &token("a", 600, &[])).await;
     let (mut s, _) = sio(hub.addr, Some(&token("b", 600, &[]))).await;
+    // A keep-alive HTTP connection that will try a new handshake while the hub drains.
+    let mut keep = TcpStream::connect(hub.addr).await.unwrap();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = keep.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let pid = hub.child.id().unwrap();
     std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
     assert_eq!(until(&mut w, "close").await, "close 1001");
     assert_eq!(until(&mut s, "close").await, "close 1001");
+    // In-flight handshakes get 503 (R7).
+    keep.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let n = keep.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"), "{}", String::from_utf8_lossy(&buf[..n]));
+    drop(keep);
     let status = tokio::time::timeout(Duration::from_secs(15), hub.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
 }
