@@ -549,7 +549,9 @@ impl<H: Handler> EngineInner<H> {
                                 return;
                             }
                             this.handler.on_open(&session);
-                            this.run_ws(session, ws).await;
+                            // A task of its own for the connection's life: this one (with the
+                            // upgrade future's state) ends here and frees its memory.
+                            tokio::spawn(this.run_ws(session, ws));
                         }
                         Err(_) => {
                             session.close(CloseReason::TransportError);
@@ -610,7 +612,8 @@ impl<H: Handler> EngineInner<H> {
             return;
         }
         session.wake.notify_waiters();
-        self.run_ws(session, ws).await;
+        // The connection's own task from here on (the probe's state is freed).
+        tokio::spawn(self.run_ws(session, ws));
     }
 
     /// Runs the heartbeat and the application deadline.

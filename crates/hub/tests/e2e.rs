@@ -732,3 +732,40 @@ http {{
         ClientBuilder::new(format!("ws://{front}/ws?token={}", token("bob", 600, &[]))).connect().await.unwrap();
     assert!(until(&mut ws, "welcome").await.contains("\"user\":\"bob\""));
 }
+
+#[tokio::test]
+async fn r3_half_open_clients_are_detected_by_protocol_pings() {
+    let hub = Hub::start(&[], "[server]\nping_interval_ms = 300\nping_timeout_ms = 300\n").await;
+    // `/ws`: a client that completes the handshake, then never answers (reads but sends nothing,
+    // like a peer behind a blackhole). The server's pings go unanswered: closed.
+    let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        hub.addr
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut all = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut all)).await;
+    assert!(r.is_ok(), "the server did not close a silent client");
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    // Pings (opcode 0x9) came first, then a Close 1011 after interval + timeout.
+    let body = &all[text.find("\r\n\r\n").unwrap() + 4..];
+    assert!(body.windows(2).any(|w| w[0] == 0x89 && w[1] <= 125), "no ping seen");
+    assert!(body.windows(4).any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xf3), "no close 1011: {body:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(500), "{:?}", t0.elapsed());
+    // Socket.IO: a client that stops answering Engine.IO pings is closed the same way.
+    let (mut s, _) = sio(hub.addr, None).await;
+    let t0 = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.recv().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {} // pings read, never answered
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok() && t0.elapsed() >= Duration::from_millis(500));
+}
