@@ -203,6 +203,42 @@ async fn ws_client(addr: SocketAddr, token: &str) -> Ws {
     ws
 }
 
+/// Runs `py/hub_client.py` as user `alice` against `url` (the hub, or a proxy in front of it):
+/// once it is connected, pushes a notification to `user:alice` and calls it, then checks what
+/// the client saw and that it used `transport`.
+async fn python_push_and_call(hub: &Hub, url: &str, transport: &str, title: &str) {
+    let mut py = Command::new("python3")
+        .arg(interop_dir().join("py/hub_client.py"))
+        .arg(url)
+        .arg(token("alice", 600, &[]))
+        .arg(transport)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(ready.starts_with("ready "), "{ready}");
+    let (s, r) = hub
+        .api("POST", "/api/emit", json!({"event": "notification", "users": ["alice"], "data": {"title": title}}))
+        .await;
+    assert_eq!((s, &r["delivered"]), (200, &json!(1)), "{r}");
+    let (s, r) = hub
+        .api("POST", "/api/call", json!({"user": "alice", "event": "whoami", "data": {"q": 1}, "timeout_ms": 5000}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["data"], json!({"user": "alice", "asked": {"q": 1}}));
+    let status = tokio::time::timeout(Duration::from_secs(20), py.wait()).await.unwrap().unwrap();
+    let mut rest = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert!(status.success(), "{transport}: {rest}");
+    assert!(rest.contains(&format!("notification {{'title': '{title}'}}")), "{rest}");
+    assert!(rest.contains(&format!("transport {transport}")), "{rest}");
+}
+
 #[tokio::test]
 async fn python_client_with_a_jwt_gets_a_pushed_notification_and_answers_a_call() {
     if !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio, requests, websocket"]) {
@@ -210,40 +246,7 @@ async fn python_client_with_a_jwt_gets_a_pushed_notification_and_answers_a_call(
     }
     let hub = Hub::start(&["--anonymous", "false"], "").await;
     for transport in ["websocket", "polling"] {
-        let mut py = Command::new("python3")
-            .arg(interop_dir().join("py/hub_client.py"))
-            .arg(hub.url())
-            .arg(token("alice", 600, &[]))
-            .arg(transport)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
-        assert!(ready.starts_with("ready "), "{ready}");
-        let (s, r) = hub
-            .api(
-                "POST",
-                "/api/emit",
-                json!({"event": "notification", "users": ["alice"], "data": {"title": "hi alice"}}),
-            )
-            .await;
-        assert_eq!((s, &r["delivered"]), (200, &json!(1)), "{r}");
-        let (s, r) = hub
-            .api("POST", "/api/call", json!({"user": "alice", "event": "whoami", "data": {"q": 1}, "timeout_ms": 5000}))
-            .await;
-        assert_eq!(s, 200, "{r}");
-        assert_eq!(r["data"], json!({"user": "alice", "asked": {"q": 1}}));
-        let status = tokio::time::timeout(Duration::from_secs(20), py.wait()).await.unwrap().unwrap();
-        let mut rest = String::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            rest.push_str(&l);
-            rest.push('\n');
-        }
-        assert!(status.success(), "{rest}");
-        assert!(rest.contains("notification {'title': 'hi alice'}"), "{rest}");
-        assert!(rest.contains(&format!("transport {transport}")), "{rest}");
+        python_push_and_call(&hub, &hub.url(), transport, "hi alice").await;
     }
     // Without a token: refused (anonymous is off).
     let (_, reply) = sio(hub.addr, None).await;
@@ -696,36 +699,7 @@ http {{
     }
     // python-socketio through nginx over WebSocket and over polling; the backend pushes to it.
     for transport in ["websocket", "polling"] {
-        let mut py = Command::new("python3")
-            .arg(interop_dir().join("py/hub_client.py"))
-            .arg(format!("http://{front}"))
-            .arg(token("alice", 600, &[]))
-            .arg(transport)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
-        assert!(ready.starts_with("ready "), "{ready}");
-        let (_, r) = hub
-            .api(
-                "POST",
-                "/api/emit",
-                json!({"event": "notification", "users": ["alice"], "data": {"title": "via nginx"}}),
-            )
-            .await;
-        assert_eq!(r["delivered"], 1);
-        let (s, _) = hub.api("POST", "/api/call", json!({"user": "alice", "event": "whoami", "data": 1})).await;
-        assert_eq!(s, 200);
-        let status = tokio::time::timeout(Duration::from_secs(20), py.wait()).await.unwrap().unwrap();
-        let mut rest = String::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            rest.push_str(&l);
-            rest.push('\n');
-        }
-        assert!(status.success(), "{transport}: {rest}");
-        assert!(rest.contains(&format!("transport {transport}")), "{rest}");
+        python_push_and_call(&hub, &format!("http://{front}"), transport, "via nginx").await;
     }
     // The plain WebSocket endpoint through nginx.
     let mut ws =
