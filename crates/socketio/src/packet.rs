@@ -608,4 +608,20 @@ mod tests {
         assert!(dec("2[\"e\",{\"a\":1,\"a\":2}]").is_ok(), "duplicate keys: last wins, no crash");
         assert_eq!(dec("2999999999999999999999[\"e\"]").err(), Some(DecodeError::BadAckId));
     }
+
+    #[test]
+    fn numbers_survive_a_decode_encode_round_trip() {
+        // serde_json's fast float parsing can be one ULP off for long digit strings; with
+        // `float_roundtrip` a relayed number is the correctly rounded value (found by fuzzing).
+        let long = format!("3[{}]", "8".repeat(75));
+        let mut d = Decoder::default();
+        let p = d.text(&format!("30{}", &long[1..]), Instant::now()).unwrap().unwrap();
+        let again = Packet::decode_header(&p.encode(), &Limits::default()).unwrap().0;
+        assert_eq!(again.data, p.data);
+        for n in ["0.1", "1e308", "-2.2250738585072014e-308", "123456789012345678901234567890", "5e-324"] {
+            let p = d.text(&format!("30[{n}]"), Instant::now()).unwrap().unwrap();
+            let again = Packet::decode_header(&p.encode(), &Limits::default()).unwrap().0;
+            assert_eq!(again.data, p.data, "{n}");
+        }
+    }
 }
