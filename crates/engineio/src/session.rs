@@ -35,6 +35,9 @@ pub enum CloseReason {
     QueueFull,
     /// The server is shutting down.
     ServerShutdown,
+    /// The client sent work faster than the application finished it (too many handlers
+    /// waiting).
+    Overloaded,
 }
 
 impl CloseReason {
@@ -48,6 +51,7 @@ impl CloseReason {
             CloseReason::ForcedClose => "forced close",
             CloseReason::QueueFull => "outbound queue full",
             CloseReason::ServerShutdown => "server shutting down",
+            CloseReason::Overloaded => "too many pending requests",
         }
     }
 }

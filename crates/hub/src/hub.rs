@@ -17,8 +17,9 @@ use crate::collect::Collector;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// A message for a `/ws` client's writer task: a JSON text frame.
-pub type WsOut = String;
+/// A message for a `/ws` client's writer task: a JSON text frame (clones share the bytes, so a
+/// publish encodes once for all members).
+pub type WsOut = switchboard_ws::Utf8Bytes;
 
 /// A client of the plain WebSocket endpoint.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ pub struct WsClient {
 impl WsClient {
     /// Queues a frame; a full queue closes the client with 1008 "slow consumer" (security:
     /// R1).
-    pub fn push(&self, text: String, metrics: &Metrics) -> bool {
+    pub fn push(&self, text: WsOut, metrics: &Metrics) -> bool {
         match self.tx.try_send(text) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -143,12 +144,9 @@ impl Hub {
         if !except.is_empty() {
             op = op.except(except.to_vec());
         }
-        let mut delivered = op.sockets().await.map(|s| s.len()).unwrap_or(0);
-        if op.emit(event, data).await.is_err() {
-            delivered = 0;
-        }
-        // `/ws` clients.
-        let targets: Vec<Arc<WsClient>> = {
+        let mut delivered = op.emit(event, data).await.unwrap_or(0);
+        // `/ws` clients, with the room they are reached through.
+        let targets: Vec<(Arc<WsClient>, Option<&String>)> = {
             let clients = self.ws_clients.read();
             let wr = self.ws_rooms.read();
             let mut excluded: HashSet<&str> = except.iter().map(String::as_str).collect();
@@ -157,25 +155,33 @@ impl Hub {
                     excluded.extend(m.iter().map(String::as_str));
                 }
             }
-            let ids: Vec<&String> = if rooms.is_empty() {
-                clients.keys().collect()
+            let mut seen = HashSet::new();
+            let ids: Vec<(&String, Option<&String>)> = if rooms.is_empty() {
+                clients.keys().map(|id| (id, None)).collect()
             } else {
-                let mut seen = HashSet::new();
-                rooms.iter().filter_map(|r| wr.get(r)).flatten().filter(|id| seen.insert(*id)).collect()
+                rooms
+                    .iter()
+                    .filter_map(|r| wr.get(r).map(|m| (r, m)))
+                    .flat_map(|(r, m)| m.iter().map(move |id| (id, Some(r))))
+                    .filter(|(id, _)| seen.insert(*id))
+                    .collect()
             };
             ids.into_iter()
-                .filter(|id| !excluded.contains(id.as_str()))
-                .filter_map(|id| clients.get(id).cloned())
+                .filter(|(id, _)| !excluded.contains(id.as_str()))
+                .filter_map(|(id, r)| clients.get(id).map(|c| (c.clone(), r)))
                 .collect()
         };
-        if !targets.is_empty() {
-            // One encoding per room for all `/ws` recipients.
-            for c in targets {
-                let room = rooms.iter().find(|r| c.rooms.lock().contains(*r)).cloned();
-                let text = json!({"type": "event", "room": room, "event": event, "data": data}).to_string();
-                if c.push(text, &self.metrics) {
-                    delivered += 1;
-                }
+        // One encoding per room for all `/ws` recipients.
+        let mut frames: HashMap<Option<&String>, WsOut> = HashMap::new();
+        for (c, room) in targets {
+            let text = frames
+                .entry(room)
+                .or_insert_with(|| {
+                    json!({"type": "event", "room": room, "event": event, "data": data}).to_string().into()
+                })
+                .clone();
+            if c.push(text, &self.metrics) {
+                delivered += 1;
             }
         }
         self.metrics.messages_out.fetch_add(delivered as u64, Ordering::Relaxed);
@@ -235,7 +241,7 @@ impl Hub {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         c.calls.lock().insert(id, tx);
-        c.push(json!({"type": "call", "id": id, "event": event, "data": data}).to_string(), &self.metrics);
+        c.push(json!({"type": "call", "id": id, "event": event, "data": data}).to_string().into(), &self.metrics);
         let r = tokio::time::timeout(timeout, rx).await;
         c.calls.lock().remove(&id);
         match r {

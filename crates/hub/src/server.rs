@@ -316,7 +316,7 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
                 Some(s) => {
                     hub.metrics.bytes_out.fetch_add(s.len() as u64, Ordering::Relaxed);
                     // Written by the next read poll; a full buffer means a slow consumer.
-                    match ws.try_send(Message::text(s)) {
+                    match ws.try_send(Message::Text(s)) {
                         Ok(()) => {}
                         Err(switchboard_ws::Error::WriteBufferFull(_)) => {
                             hub.metrics.drops.fetch_add(1, Ordering::Relaxed);

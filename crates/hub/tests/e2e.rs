@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use switchboard_test_support::{interop_dir, peer_available};
 use switchboard_ws::{ClientBuilder, Message};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -39,27 +40,6 @@ fn temp_dir() -> TempDir {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn interop_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
-fn peer_available(name: &str, program: &str, args: &[&str]) -> bool {
-    let ok = std::process::Command::new(program)
-        .args(args)
-        .current_dir(interop_dir())
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        let why = format!("{name} is not installed (bash .ci/run installs it)");
-        if std::env::var("SWITCHBOARD_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-            panic!("{why}");
-        }
-        eprintln!("SKIPPED: {why}");
-    }
-    ok
 }
 
 impl Hub {
@@ -145,6 +125,13 @@ async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
         body.to_owned()
     };
     (status, body)
+}
+
+/// `POST /api/call` in the background (it waits for the client the test then answers).
+fn spawn_call(addr: SocketAddr, body: Value) -> tokio::task::JoinHandle<(u16, String)> {
+    tokio::spawn(async move {
+        http(addr, "POST", "/api/call", &[("Authorization", &format!("Bearer {API_KEY}"))], &body).await
+    })
 }
 
 fn token(sub: &str, exp_in: i64, rooms: &[&str]) -> String {
@@ -273,20 +260,7 @@ async fn api_call_round_trip_emit_to_rooms_and_users_and_management() {
         hub.api("POST", "/api/emit", json!({"event": "news", "rooms": ["team:1"], "data": 2, "except": [sid]})).await;
     assert_eq!(r["delivered"], 1);
     // Call the Socket.IO client by id: it answers the ack.
-    let call = tokio::spawn({
-        let addr = hub.addr;
-        let sid = sid.clone();
-        async move {
-            http(
-                addr,
-                "POST",
-                "/api/call",
-                &[("Authorization", &format!("Bearer {API_KEY}"))],
-                &json!({"to": sid, "event": "confirm", "data": {"n": 7}, "timeout_ms": 5000}),
-            )
-            .await
-        }
-    });
+    let call = spawn_call(hub.addr, json!({"to": sid, "event": "confirm", "data": {"n": 7}, "timeout_ms": 5000}));
     let ask = until(&mut a, "confirm").await;
     let id: String = ask[2..].chars().take_while(char::is_ascii_digit).collect();
     a.send(Message::text(format!("43{id}[{{\"confirmed\":true}}]"))).await.unwrap();
@@ -294,19 +268,7 @@ async fn api_call_round_trip_emit_to_rooms_and_users_and_management() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"], json!({"confirmed": true}));
     // Call the /ws client by user.
-    let call = tokio::spawn({
-        let addr = hub.addr;
-        async move {
-            http(
-                addr,
-                "POST",
-                "/api/call",
-                &[("Authorization", &format!("Bearer {API_KEY}"))],
-                &json!({"user": "bob", "event": "confirm", "timeout_ms": 5000}),
-            )
-            .await
-        }
-    });
+    let call = spawn_call(hub.addr, json!({"user": "bob", "event": "confirm", "timeout_ms": 5000}));
     let ask: Value = serde_json::from_str(&until(&mut b, "\"call\"").await).unwrap();
     b.send(Message::text(json!({"type": "ack", "id": ask["id"], "data": "yes"}).to_string())).await.unwrap();
     let (s, body) = call.await.unwrap();

@@ -71,13 +71,14 @@ pub trait Adapter: Send + Sync + 'static {
     fn rooms<'a>(&'a self, ns: &'a Namespace) -> AdapterFuture<'a, Vec<Room>>;
     /// The sockets `opts` selects.
     fn sockets<'a>(&'a self, ns: &'a Namespace, opts: &'a BroadcastOptions) -> AdapterFuture<'a, Vec<Sid>>;
-    /// Sends an encoded packet to the sockets `opts` selects.
+    /// Sends an encoded packet to the sockets `opts` selects; returns how many of this node's
+    /// sockets it was queued for.
     fn broadcast<'a>(
         &'a self,
         ns: &'a Namespace,
         packet: Arc<Encoded>,
         opts: &'a BroadcastOptions,
-    ) -> AdapterFuture<'a, ()>;
+    ) -> AdapterFuture<'a, usize>;
     /// Sends an encoded packet (whose ack id is `packet.ack_id`) and gathers the answers that
     /// come within `timeout`.
     fn broadcast_with_ack<'a>(
@@ -123,44 +124,39 @@ impl LocalAdapter {
         if opts.rooms.is_empty() {
             return ns.socket_ids().into_iter().filter(|s| !excluded.contains(s)).collect();
         }
-        if let [room] = opts.rooms.as_slice() {
-            // One room: its members are distinct already.
-            let mut out: Vec<Sid> = match rooms.members.get(room) {
-                Some(m) => m.iter().copied().filter(|s| !excluded.contains(s)).collect(),
-                None => Vec::new(),
-            };
-            if let Some(sid) = Sid::parse(room) {
-                if ns.has_socket(sid) && !excluded.contains(&sid) && !out.contains(&sid) {
-                    out.push(sid);
-                }
-            }
-            return out;
-        }
+        // One room's members are distinct already; several rooms need a dedup set.
+        let dedup = opts.rooms.len() > 1;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for r in &opts.rooms {
-            if let Some(m) = rooms.members.get(r) {
-                for s in m {
-                    if !excluded.contains(s) && seen.insert(*s) {
-                        out.push(*s);
-                    }
-                }
+        let mut take = |s: Sid, out: &mut Vec<Sid>| {
+            if !excluded.contains(&s) && (!dedup || seen.insert(s)) {
+                out.push(s);
             }
-            if let Some(sid) = Sid::parse(r) {
-                if ns.has_socket(sid) && !excluded.contains(&sid) && seen.insert(sid) {
-                    out.push(sid);
+        };
+        for r in &opts.rooms {
+            match rooms.members.get(r) {
+                Some(m) => m.iter().for_each(|s| take(*s, &mut out)),
+                // A socket id names that socket (its own room is not stored).
+                None => {
+                    if let Some(sid) = Sid::parse(r).filter(|s| ns.has_socket(*s)) {
+                        take(sid, &mut out);
+                    }
                 }
             }
         }
         out
     }
 
-    /// Delivers to this node's selected sockets.
-    pub fn deliver(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) {
+    /// Delivers to this node's selected sockets; returns how many it was queued for.
+    pub fn deliver(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) -> usize {
         let sids = self.select(ns, opts);
+        let mut n = 0;
         ns.for_each_socket(&sids, |s| {
-            let _ = s.send_encoded(packet, opts.volatile);
+            if matches!(s.send_encoded(packet, opts.volatile), Ok(true)) {
+                n += 1;
+            }
         });
+        n
     }
 }
 
@@ -236,9 +232,8 @@ impl Adapter for LocalAdapter {
         ns: &'a Namespace,
         packet: Arc<Encoded>,
         opts: &'a BroadcastOptions,
-    ) -> AdapterFuture<'a, ()> {
-        self.deliver(ns, &packet, opts);
-        ready(())
+    ) -> AdapterFuture<'a, usize> {
+        ready(self.deliver(ns, &packet, opts))
     }
 
     fn broadcast_with_ack<'a>(

@@ -2,7 +2,7 @@
 //! namespace, dispatch of events and acks.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +31,8 @@ pub struct Conn {
     /// Namespaces connected or being connected (the cap counts both).
     pending: Mutex<usize>,
     connected_once: AtomicBool,
+    /// Handlers of this connection waiting on something (see `run_now_or_spawn`).
+    waiting: Arc<AtomicUsize>,
     pub(crate) info: ConnInfo,
 }
 
@@ -57,12 +59,25 @@ pub struct IoHandler(pub(crate) Arc<IoInner>);
 /// Runs a handler up to its first pending await right here, then on its own task. Handlers
 /// therefore start in packet order and their synchronous parts (an emit, an ack) happen in
 /// that order too, as on Node.
-pub(crate) fn run_now_or_spawn(mut fut: crate::HandlerFuture) {
+///
+/// `waiting` counts this connection's handlers that wait; `false` when that count is at
+/// `limit` (the handler is not run, and the caller closes the connection): a client cannot
+/// pile up tasks faster than its handlers finish.
+pub(crate) fn run_now_or_spawn(mut fut: crate::HandlerFuture, waiting: &Arc<AtomicUsize>, limit: usize) -> bool {
+    if waiting.load(Ordering::Acquire) >= limit {
+        return false;
+    }
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if fut.as_mut().poll(&mut cx).is_pending() {
+        waiting.fetch_add(1, Ordering::AcqRel);
+        let waiting = waiting.clone();
         // The spawned task polls it again at once, with a real waker.
-        tokio::spawn(fut);
+        tokio::spawn(async move {
+            fut.await;
+            waiting.fetch_sub(1, Ordering::AcqRel);
+        });
     }
+    true
 }
 
 fn map_reason(r: CloseReason) -> DisconnectReason {
@@ -73,6 +88,7 @@ fn map_reason(r: CloseReason) -> DisconnectReason {
         CloseReason::QueueFull => DisconnectReason::QueueFull,
         CloseReason::ServerShutdown => DisconnectReason::ServerShutdown,
         CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+        CloseReason::Overloaded => DisconnectReason::Overloaded,
         _ => DisconnectReason::TransportError,
     }
 }
@@ -96,6 +112,7 @@ impl switchboard_engineio::Handler for IoHandler {
             sockets: Mutex::new(Vec::new()),
             pending: Mutex::new(0),
             connected_once: AtomicBool::new(false),
+            waiting: Arc::new(AtomicUsize::new(0)),
             info: ConnInfo { query: hs.request.uri.query().unwrap_or("").into(), remote: hs.remote },
         })
     }
@@ -176,7 +193,9 @@ impl IoHandler {
                 let Some(h) = handlers.events.get(&name).or(handlers.any.as_ref()).cloned() else { return };
                 let ack = p.id.map(|id| AckSender::new(socket.clone(), id));
                 let ev = Event::new(name, args, p.attachments, ack);
-                run_now_or_spawn(h(socket, ev));
+                if !run_now_or_spawn(h(socket, ev), &conn.waiting, self.0.config.max_waiting_handlers) {
+                    session.close(CloseReason::Overloaded);
+                }
             }
             PacketType::Ack | PacketType::BinaryAck => {
                 let (Some(socket), Some(id), Some(Value::Array(args))) = (conn.socket(&p.nsp), p.id, p.data) else {
@@ -214,6 +233,8 @@ impl IoHandler {
         };
         let auth = p.data.unwrap_or(Value::Null);
         let socket = Socket::new(ns.clone(), session, auth);
+        let waiting = conn.waiting.clone();
+        let outer = session.clone();
         let session = session.clone();
         let run = async move {
             for m in &ns.handlers().middleware {
@@ -253,6 +274,8 @@ impl IoHandler {
                 h(socket).await;
             }
         };
-        run_now_or_spawn(Box::pin(run));
+        if !run_now_or_spawn(Box::pin(run), &waiting, self.0.config.max_waiting_handlers) {
+            outer.close(CloseReason::Overloaded);
+        }
     }
 }

@@ -80,6 +80,11 @@ pub struct SocketIoConfig {
     pub max_dynamic_namespaces: usize,
     /// Default wait for acknowledgements. Default 10 s.
     pub ack_timeout: Duration,
+    /// Most handlers of one connection that may be waiting at once (an event handler or a
+    /// connect step that awaits something). A client that sends events faster than they
+    /// finish is disconnected with "too many pending requests" instead of piling up tasks.
+    /// Default 256.
+    pub max_waiting_handlers: usize,
     /// Decoder caps: attachments per packet (10), their bytes (1 MB), assembly time (10 s),
     /// namespace name length (256) (security: E14).
     pub limits: Limits,
@@ -93,6 +98,7 @@ impl Default for SocketIoConfig {
             max_namespaces_per_connection: 32,
             max_dynamic_namespaces: 1024,
             ack_timeout: Duration::from_secs(10),
+            max_waiting_handlers: 256,
             limits: Limits::default(),
         }
     }
@@ -120,6 +126,12 @@ impl SocketIoConfig {
     /// Sets [`ack_timeout`](Self::ack_timeout).
     pub fn with_ack_timeout(mut self, d: Duration) -> Self {
         self.ack_timeout = d;
+        self
+    }
+
+    /// Sets [`max_waiting_handlers`](Self::max_waiting_handlers).
+    pub fn with_max_waiting_handlers(mut self, n: usize) -> Self {
+        self.max_waiting_handlers = n;
         self
     }
 
@@ -359,12 +371,12 @@ impl SocketIo {
     }
 
     /// Emits to every socket of the main namespace.
-    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<usize, EmitError> {
         self.broadcast().emit(event, data).await
     }
 
     /// Sends a `message` event to every socket of the main namespace.
-    pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+    pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<usize, EmitError> {
         self.broadcast().send(data).await
     }
 

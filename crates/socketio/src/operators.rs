@@ -74,23 +74,23 @@ impl BroadcastOperator {
         &self.opts
     }
 
-    /// Emits `event` with one argument.
-    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+    /// Emits `event` with one argument. Returns how many of this node's sockets it was queued
+    /// for.
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<usize, EmitError> {
         self.emit_with(event, vec![to_value(data)?], Vec::new()).await
     }
 
     /// Emits `event` with several arguments and binary attachments.
-    pub async fn emit_with(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<(), EmitError> {
+    pub async fn emit_with(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<usize, EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
         let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, binary, None)));
-        self.ns.adapter().broadcast(&self.ns, e, &self.opts).await?;
-        Ok(())
+        Ok(self.ns.adapter().broadcast(&self.ns, e, &self.opts).await?)
     }
 
     /// Sends a `message` event.
-    pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+    pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<usize, EmitError> {
         self.emit("message", data).await
     }
 

@@ -53,6 +53,9 @@ pub enum DisconnectReason {
     QueueFull,
     /// The server is shutting down.
     ServerShutdown,
+    /// The client sent events faster than their handlers finished
+    /// ([`SocketIoConfig::max_waiting_handlers`](crate::SocketIoConfig::max_waiting_handlers)).
+    Overloaded,
 }
 
 impl DisconnectReason {
@@ -68,6 +71,7 @@ impl DisconnectReason {
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::QueueFull => "outbound queue full",
             DisconnectReason::ServerShutdown => "server shutting down",
+            DisconnectReason::Overloaded => "too many pending requests",
         }
     }
 }
@@ -272,12 +276,16 @@ impl Socket {
         self.send_encoded(&Encoded::new(p), false)
     }
 
-    /// Sends and registers for the ack whose id the packet carries.
-    pub(crate) fn send_encoded_with_ack(&self, e: &Encoded, volatile: bool) -> Option<AckWait> {
-        let id = e.ack_id?;
+    /// Waits for the ack with this id (forgotten again when the wait is dropped).
+    fn register_ack(&self, id: u64) -> AckWait {
         let (tx, rx) = oneshot::channel();
         self.0.acks.lock().insert(id, tx);
-        let wait = AckWait { rx, socket: Arc::downgrade(&self.0), id, timeout: self.0.ns.ack_timeout() };
+        AckWait { rx, socket: Arc::downgrade(&self.0), id, timeout: self.0.ns.ack_timeout() }
+    }
+
+    /// Sends and registers for the ack whose id the packet carries.
+    pub(crate) fn send_encoded_with_ack(&self, e: &Encoded, volatile: bool) -> Option<AckWait> {
+        let wait = self.register_ack(e.ack_id?);
         match self.send_encoded(e, volatile) {
             Ok(true) => Some(wait),
             _ => None,
@@ -312,9 +320,7 @@ impl Socket {
         }
         let id = next_ack_id();
         let e = Encoded::new(&event_packet(self.0.ns.name(), event, args, binary, Some(id)));
-        let (tx, rx) = oneshot::channel();
-        self.0.acks.lock().insert(id, tx);
-        let wait = AckWait { rx, socket: Arc::downgrade(&self.0), id, timeout: self.0.ns.ack_timeout() };
+        let wait = self.register_ack(id);
         self.send_encoded(&e, false)?;
         Ok(wait)
     }

@@ -484,3 +484,24 @@ async fn e17_json_bombs_are_rejected_cleanly() {
     post(srv.addr, &sid, "42[\"log\",{\"k\":1,\"k\":2}]").await;
     assert!(srv.log.wait_for("{\"k\":2}", Duration::from_secs(2)).await, "{:?}", srv.log.lines());
 }
+
+#[tokio::test]
+async fn waiting_handlers_are_capped_per_connection() {
+    let srv = start(EngineConfig::default(), |c| c.with_max_waiting_handlers(5)).await;
+    let (sid, socket) = connected_polling(srv.addr).await;
+    // Each `ask` waits for an ack the client never sends: the sixth is refused and the
+    // connection closed, instead of tasks piling up.
+    let body: Vec<&str> = std::iter::repeat_n("42[\"ask\"]", 10).collect();
+    assert_eq!(post(srv.addr, &sid, &body.join("\x1e")).await.0, 200);
+    assert!(
+        srv.log.wait_for(&format!("disconnect / {socket} too many pending requests"), Duration::from_secs(3)).await,
+        "{:?}",
+        srv.log.lines()
+    );
+    // Under the cap, nothing happens.
+    let (sid, socket) = connected_polling(srv.addr).await;
+    let body: Vec<&str> = std::iter::repeat_n("42[\"ask\"]", 5).collect();
+    assert_eq!(post(srv.addr, &sid, &body.join("\x1e")).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!srv.log.contains(&format!("disconnect / {socket}")));
+}

@@ -334,26 +334,5 @@ pub async fn connected_polling(addr: SocketAddr) -> (String, String) {
     (sid, v["sid"].as_str().unwrap().to_owned())
 }
 
-pub fn interop_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
-}
-
-/// Whether a peer is installed. When it is not: with `SWITCHBOARD_REQUIRE_PEERS=1` (as in CI)
-/// the test fails; otherwise it prints why it skips.
-pub fn peer_available(name: &str, program: &str, args: &[&str]) -> bool {
-    let ok = std::process::Command::new(program)
-        .args(args)
-        .current_dir(interop_dir())
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        let why =
-            format!("{name} is not installed (run: pip install -r interop/requirements.txt; npm ci --prefix interop)");
-        if std::env::var("SWITCHBOARD_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-            panic!("{why}");
-        }
-        eprintln!("SKIPPED: {why}");
-    }
-    ok
-}
+#[allow(unused_imports)]
+pub use switchboard_test_support::{interop_dir, peer_available};
