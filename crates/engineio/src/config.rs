@@ -6,6 +6,32 @@ use switchboard_ws_proto::handshake::server::OriginPolicy;
 
 use crate::handshake::Timing;
 
+/// CORS for long-polling from pages of other origins, when any origin is accepted
+/// ([`EngineConfig::origins`] is [`OriginPolicy::Any`]). An allowlist always reflects the
+/// allowed origin with credentials.
+///
+/// Browsers refuse `Access-Control-Allow-Origin: *` on a request made with credentials
+/// (cookies), so [`Cors::Any`] suits clients with `withCredentials: false` (the default of
+/// socket.io-client), and [`Cors::Reflect`] with `credentials: true` suits the others. Neither is
+/// a defence: any page may then talk to the server, so keep cookies out of authentication or
+/// use an allowlist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cors {
+    /// No CORS headers (the default).
+    #[default]
+    Off,
+    /// `Access-Control-Allow-Origin: *`, without credentials (Node's `cors: { origin: "*" }`).
+    Any,
+    /// The request's `Origin` reflected, with `Vary: Origin`, and
+    /// `Access-Control-Allow-Credentials: true` when `credentials` is set (Node's
+    /// `cors: { origin: true, credentials }`).
+    Reflect {
+        /// Whether credentialed requests (cookies, `withCredentials: true`) are allowed.
+        credentials: bool,
+    },
+}
+
 /// Settings of an Engine.IO server.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -22,9 +48,13 @@ pub struct EngineConfig {
     pub upgrade_timeout: Duration,
     /// Which `Origin`s are accepted, on polling and on WebSocket requests alike. A refused
     /// origin gets `403 {"code":4,"message":"Forbidden"}`. With an allowlist, polling responses
-    /// carry CORS headers for the allowed origin (with credentials). Default: any origin, no
-    /// CORS headers (same-origin browsers and non-browser clients work).
+    /// carry CORS headers for the allowed origin (reflected, with credentials), whatever
+    /// [`cors`](Self::cors) says. Default: any origin.
     pub origins: OriginPolicy,
+    /// The CORS headers polling responses carry when [`origins`](Self::origins) is `Any`
+    /// (pages of another origin need them to long-poll; WebSocket needs none). Default
+    /// [`Cors::Off`]: same-origin pages and non-browser clients only.
+    pub cors: Cors,
     /// Largest number of packets waiting in a session's outbound queue. Above it
     /// [`Session::send`](crate::Session::send) fails with
     /// [`SendError::Full`](crate::SendError::Full) and the caller decides (Socket.IO drops
@@ -51,6 +81,7 @@ impl Default for EngineConfig {
             timing: Timing::default(),
             upgrade_timeout: Duration::from_secs(10),
             origins: OriginPolicy::Any,
+            cors: Cors::Off,
             max_queued_packets: 4096,
             max_queued_bytes: 16 << 20,
             max_sessions: 1_000_000,
@@ -106,6 +137,12 @@ impl EngineConfig {
     /// Sets the [`origins`](Self::origins) policy.
     pub fn with_origins(mut self, origins: OriginPolicy) -> Self {
         self.origins = origins;
+        self
+    }
+
+    /// Sets the [`cors`](Self::cors) policy.
+    pub fn with_cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
         self
     }
 

@@ -38,7 +38,7 @@ pub mod session;
 
 use std::future::Future;
 
-pub use config::EngineConfig;
+pub use config::{Cors, EngineConfig};
 pub use handshake::{ErrorCode, Query, Sid, Timing, Transport};
 pub use layer::{EngineLayer, EngineService};
 pub use packet::{decode_payload, encode_payload, Data, DecodeError, Packet};

@@ -18,7 +18,7 @@ use switchboard_ws::{Acceptor, CloseCode, Message, UpgradedSocket};
 use switchboard_ws_proto::handshake::server::normalize_origin;
 use switchboard_ws_proto::handshake::server::OriginPolicy;
 
-use crate::config::EngineConfig;
+use crate::config::{Cors, EngineConfig};
 use crate::handshake::{open_json, ErrorCode, Query, Sid, Transport};
 use crate::packet::{decode_payload, Data, Packet};
 use crate::session::{encode_frames, CloseReason, Frame, Mode, Session};
@@ -94,7 +94,7 @@ impl<H: Handler> std::fmt::Debug for Engine<H> {
     }
 }
 
-fn error_response(code: ErrorCode, cors: Option<&HeaderValue>) -> Response<Body> {
+fn error_response(code: ErrorCode, cors: Option<&CorsHeaders>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(code.body())));
     *r.status_mut() = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -102,7 +102,7 @@ fn error_response(code: ErrorCode, cors: Option<&HeaderValue>) -> Response<Body>
     r
 }
 
-fn status_response(status: StatusCode, body: &'static str, cors: Option<&HeaderValue>) -> Response<Body> {
+fn status_response(status: StatusCode, body: &'static str, cors: Option<&CorsHeaders>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
@@ -110,12 +110,24 @@ fn status_response(status: StatusCode, body: &'static str, cors: Option<&HeaderV
     r
 }
 
-fn add_cors(r: &mut Response<Body>, cors: Option<&HeaderValue>) {
-    if let Some(origin) = cors {
+/// The CORS headers of one request's responses.
+#[derive(Clone, Debug)]
+struct CorsHeaders {
+    /// `Access-Control-Allow-Origin`: the request's origin, or `*`.
+    origin: HeaderValue,
+    credentials: bool,
+}
+
+fn add_cors(r: &mut Response<Body>, cors: Option<&CorsHeaders>) {
+    if let Some(c) = cors {
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, c.origin.clone());
+        if c.credentials {
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+        if c.origin != "*" {
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
     }
 }
 
@@ -201,8 +213,8 @@ impl<H: Handler> Engine<H> {
 }
 
 impl<H: Handler> EngineInner<H> {
-    /// Checks the Origin; `Ok(Some(v))` is the value for CORS headers.
-    fn check_origin(&self, h: &http::HeaderMap) -> Result<Option<HeaderValue>, ErrorCode> {
+    /// Checks the Origin; `Ok(Some(_))` are the CORS headers of the responses.
+    fn check_origin(&self, h: &http::HeaderMap) -> Result<Option<CorsHeaders>, ErrorCode> {
         let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         if h.get(header::ORIGIN).is_some() && origin.is_none() {
             return Err(ErrorCode::Forbidden);
@@ -210,12 +222,16 @@ impl<H: Handler> EngineInner<H> {
         if !self.config.origins.allows(origin) {
             return Err(ErrorCode::Forbidden);
         }
-        match (&self.config.origins, origin) {
-            (OriginPolicy::AllowList { .. }, Some(o)) if normalize_origin(o).is_some() => {
-                Ok(HeaderValue::from_str(o).ok())
-            }
-            _ => Ok(None),
-        }
+        let Some(o) = origin.filter(|o| normalize_origin(o).is_some()) else {
+            return Ok(None);
+        };
+        let reflect = |credentials| HeaderValue::from_str(o).ok().map(|origin| CorsHeaders { origin, credentials });
+        Ok(match (&self.config.origins, self.config.cors) {
+            (OriginPolicy::AllowList { .. }, _) => reflect(true),
+            (_, Cors::Off) => None,
+            (_, Cors::Any) => Some(CorsHeaders { origin: HeaderValue::from_static("*"), credentials: false }),
+            (_, Cors::Reflect { credentials }) => reflect(credentials),
+        })
     }
 
     async fn handle<B>(self: Arc<Self>, mut req: Request<B>) -> Response<Body>
@@ -237,7 +253,15 @@ impl<H: Handler> EngineInner<H> {
             let mut r = status_response(StatusCode::NO_CONTENT, "", cors.as_ref());
             let h = r.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+            // The headers the page asks for (socket.io-client's `extraHeaders`), or the one
+            // a polling POST uses.
+            let asked = req
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .filter(|v| cors.is_some() && v.len() <= 1024)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("content-type"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
             h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
             return r;
         }
@@ -296,7 +320,7 @@ impl<H: Handler> EngineInner<H> {
         Ok(session)
     }
 
-    fn open_polling(self: &Arc<Self>, parts: &http::request::Parts, cors: Option<HeaderValue>) -> Response<Body> {
+    fn open_polling(self: &Arc<Self>, parts: &http::request::Parts, cors: Option<CorsHeaders>) -> Response<Body> {
         let session = match self.create_session(parts, Transport::Polling) {
             Ok(s) => s,
             Err(code) => return error_response(code, cors.as_ref()),
@@ -347,7 +371,10 @@ impl<H: Handler> EngineInner<H> {
     }
 
     /// A long-polling GET: parks until packets are queued (E4: one at a time).
-    async fn poll(&self, session: &Arc<Session<H::Data>>, cors: Option<HeaderValue>) -> Response<Body> {
+    async fn poll(&self, session: &Arc<Session<H::Data>>, cors: Option<CorsHeaders>) -> Response<Body> {
+        if session.heartbeat_expired(Instant::now()) {
+            return error_response(ErrorCode::SessionIdUnknown, cors.as_ref());
+        }
         {
             let mut st = session.state.lock();
             if st.mode == Mode::WebSocket {
@@ -373,6 +400,12 @@ impl<H: Handler> EngineInner<H> {
                     st.queued_bytes = 0;
                     break;
                 }
+                if st.noop {
+                    // Owed after the upgrade's probe, or after the client's own `close`.
+                    st.noop = false;
+                    packets.push(Frame::from_packet(&Packet::Noop));
+                    break;
+                }
                 if st.closed.is_some() {
                     if !st.close_sent {
                         st.close_sent = true;
@@ -381,10 +414,9 @@ impl<H: Handler> EngineInner<H> {
                     }
                     return error_response(ErrorCode::SessionIdUnknown, cors.as_ref());
                 }
-                if st.noop || st.mode == Mode::WebSocket {
-                    st.noop = false;
-                    packets.push(Frame::from_packet(&Packet::Noop));
-                    break;
+                if st.mode == Mode::WebSocket {
+                    // A poll after the upgrade completed (its noop went to an earlier poll).
+                    return error_response(ErrorCode::BadRequest, cors.as_ref());
                 }
             }
             notified.await;
@@ -400,13 +432,16 @@ impl<H: Handler> EngineInner<H> {
         &self,
         session: &Arc<Session<H::Data>>,
         req: Request<B>,
-        cors: Option<HeaderValue>,
+        cors: Option<CorsHeaders>,
     ) -> Response<Body>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        if session.heartbeat_expired(Instant::now()) {
+            return error_response(ErrorCode::SessionIdUnknown, cors.as_ref());
+        }
         {
             let mut st = session.state.lock();
             if st.mode == Mode::WebSocket {
@@ -462,7 +497,7 @@ impl<H: Handler> EngineInner<H> {
 
     /// One packet from the client, on either transport. `false`: the session is over.
     fn on_packet(&self, session: &Arc<Session<H::Data>>, p: Packet, now: Instant) -> bool {
-        if session.is_closed() {
+        if session.is_closed() || session.heartbeat_expired(now) {
             return false;
         }
         match p {
@@ -470,7 +505,7 @@ impl<H: Handler> EngineInner<H> {
             Packet::Pong(_) => session.on_pong(now),
             Packet::Ping(t) => session.push_control(Packet::Pong(t)),
             Packet::Close => {
-                session.close(CloseReason::TransportClose);
+                session.client_close();
                 return false;
             }
             Packet::Noop => {}
@@ -490,12 +525,18 @@ impl<H: Handler> EngineInner<H> {
                 let Some(session) = self.sessions.read().get(&sid).cloned() else {
                     return error_response(ErrorCode::SessionIdUnknown, None);
                 };
-                {
+                let duplicate = {
                     let mut st = session.state.lock();
-                    if st.mode != Mode::Polling || st.closed.is_some() {
-                        return error_response(ErrorCode::BadRequest, None);
+                    let duplicate = st.mode != Mode::Polling || st.closed.is_some();
+                    if !duplicate {
+                        st.mode = Mode::Upgrading;
                     }
-                    st.mode = Mode::Upgrading;
+                    duplicate
+                };
+                if duplicate {
+                    // One WebSocket per session: the protocol has the server complete this
+                    // second one and close it at once, leaving the session as it is.
+                    return self.refuse_websocket(req);
                 }
                 Some(session)
             }
@@ -562,6 +603,27 @@ impl<H: Handler> EngineInner<H> {
             }
         }
         resp
+    }
+
+    /// Completes a WebSocket handshake only to close the connection at once (a second
+    /// WebSocket for a session that has one, or is getting one).
+    fn refuse_websocket<B>(&self, req: &mut Request<B>) -> Response<Body> {
+        match self.acceptor.upgrade::<B, Body>(req) {
+            Ok((resp, fut)) => {
+                tokio::spawn(async move {
+                    if let Ok(mut ws) = fut.await {
+                        let close = ws.close(CloseCode::POLICY, "session already has a WebSocket");
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), close).await;
+                    }
+                });
+                resp
+            }
+            Err(e) => {
+                let mut r = error_response(ErrorCode::BadRequest, None);
+                *r.status_mut() = e.status();
+                r
+            }
+        }
     }
 
     /// The upgrade: `2probe` → `3probe`, a noop to the pending poll, then `5` (E6). On any

@@ -336,6 +336,43 @@ impl<D> Session<D> {
     }
 
     /// A pong arrived: the next ping is due a ping interval from now.
+    /// Enforces the heartbeat deadline at the moment a request or packet arrives, not only
+    /// when the transport's timer fires: once `ping_timeout` has passed since an unanswered
+    /// ping, the session is closed (`PingTimeout`) and `true` is returned. A late pong or poll
+    /// cannot revive it.
+    pub(crate) fn heartbeat_expired(&self, now: Instant) -> bool {
+        {
+            let mut st = self.state.lock();
+            if st.closed.is_some() {
+                return st.closed == Some(CloseReason::PingTimeout);
+            }
+            match st.ping_sent {
+                Some(sent) if now >= sent + self.config.timing.ping_timeout => {
+                    st.closed = Some(CloseReason::PingTimeout);
+                }
+                _ => return false,
+            }
+        }
+        self.wake.notify_waiters();
+        true
+    }
+
+    /// The client sent a `close` packet: the session ends without a `close` packet back, and
+    /// a GET parked at that moment is answered with a `noop` (as the reference server does);
+    /// a later GET finds the session gone.
+    pub(crate) fn client_close(&self) {
+        {
+            let mut st = self.state.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some(CloseReason::TransportClose);
+            st.close_sent = true;
+            st.noop = st.get_active;
+        }
+        self.wake.notify_waiters();
+    }
+
     pub(crate) fn on_pong(&self, now: Instant) {
         let mut st = self.state.lock();
         st.ping_sent = None;

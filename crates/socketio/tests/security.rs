@@ -215,8 +215,9 @@ async fn e6_upgrade_rules() {
     let parked = tokio::spawn(async move { poll(addr, &s2).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut ws = ClientBuilder::new(ws_url(addr, Some(&sid))).connect().await.unwrap();
-    // A second WebSocket on the same sid while the first upgrades: refused.
-    assert!(ClientBuilder::new(ws_url(addr, Some(&sid))).connect().await.is_err());
+    // A second WebSocket on the same sid while the first upgrades: the handshake completes
+    // and the server closes it at once; the upgrade in progress is not disturbed.
+    assert!(second_websocket_is_closed(addr, &sid).await);
     ws.send("2probe").await.unwrap();
     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("3probe"));
     let (s, b) = tokio::time::timeout(Duration::from_secs(5), parked).await.unwrap().unwrap();
@@ -230,8 +231,74 @@ async fn e6_upgrade_rules() {
     s.emit("over-ws", &1).unwrap();
     let m = tokio::time::timeout(Duration::from_secs(5), ws.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(m, Message::text("42[\"over-ws\",1]"));
-    // A WebSocket on a sid that is already on WebSocket: refused.
-    assert!(ClientBuilder::new(ws_url(addr, Some(&sid))).connect().await.is_err());
+    // A WebSocket on a sid that is already on WebSocket: opened, then closed by the server;
+    // the session lives on over the first one.
+    assert!(second_websocket_is_closed(addr, &sid).await);
+    ws.send("42[\"log\",\"first ws still works\"]").await.unwrap();
+    assert!(srv.log.wait_for("first ws still works", Duration::from_secs(2)).await);
+    s.emit("over-ws", &2).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m, Message::text("42[\"over-ws\",2]"));
+}
+
+/// Opens a WebSocket on `sid` and reports whether the server completed the handshake and then
+/// closed the connection on its own (a Close frame, nothing else first) within 3 s.
+async fn second_websocket_is_closed(addr: std::net::SocketAddr, sid: &str) -> bool {
+    let Ok(mut ws) = ClientBuilder::new(ws_url(addr, Some(sid))).connect().await else {
+        return false;
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(3), ws.recv()).await, Ok(Some(Ok(Message::Close(Some(_))))))
+}
+
+#[tokio::test]
+async fn e6_client_close_during_a_parked_poll_answers_it_with_a_noop() {
+    let srv = default_server().await;
+    let addr = srv.addr;
+    let (sid, _) = connected_polling(addr).await;
+    let s2 = sid.clone();
+    let parked = tokio::spawn(async move { poll(addr, &s2).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(post(addr, &sid, "1").await.0, 200);
+    let (s, b) = tokio::time::timeout(Duration::from_secs(5), parked).await.unwrap().unwrap();
+    assert_eq!((s, b.as_str()), (200, "6"));
+    // The session is gone: the next poll is refused.
+    assert_eq!(poll(addr, &sid).await.0, 400);
+    // A server-initiated close still answers the parked poll with `1`.
+    let (sid, socket) = connected_polling(addr).await;
+    let s2 = sid.clone();
+    let parked = tokio::spawn(async move { poll(addr, &s2).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    srv.io.get_socket(switchboard_socketio::engineio::Sid::parse(&socket).unwrap()).unwrap().disconnect();
+    let (s, b) = tokio::time::timeout(Duration::from_secs(5), parked).await.unwrap().unwrap();
+    assert_eq!(s, 200);
+    assert!(b.ends_with('1'), "{b}");
+}
+
+#[tokio::test]
+async fn e6_polls_after_the_ping_timeout_are_refused_even_before_the_timer_fires() {
+    // Ping every 200 ms, 300 ms to answer: a client that never answers is past its deadline
+    // 500 ms in; every later request must find the session closed, however the timers run.
+    let srv = start(
+        EngineConfig::default()
+            .with_ping_interval(Duration::from_millis(200))
+            .with_ping_timeout(Duration::from_millis(300)),
+        |c| c,
+    )
+    .await;
+    let addr = srv.addr;
+    let (sid, _) = connected_polling(addr).await;
+    let t0 = std::time::Instant::now();
+    // Take the ping without answering it.
+    let (s, b) = poll(addr, &sid).await;
+    assert_eq!((s, b.as_str()), (200, "2"));
+    let deadline = t0 + Duration::from_millis(500);
+    tokio::time::sleep_until((deadline + Duration::from_millis(5)).into()).await;
+    // A pong after the deadline does not revive it, and a poll is refused.
+    let (s, _) = post(addr, &sid, "3").await;
+    assert!(s == 200 || s == 400, "{s}");
+    let (s, b) = poll(addr, &sid).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(srv.log.wait_for("ping timeout", Duration::from_secs(2)).await);
 }
 
 #[tokio::test]

@@ -47,6 +47,8 @@ struct Assembly {
     data: BytesMut,
     /// Frames received so far, empty ones included.
     frames: usize,
+    /// Payload bytes received so far, as sent (before decompression).
+    received: usize,
     /// Bytes of `data` known to be valid UTF-8 (always on a character boundary).
     utf8_checked: usize,
     /// Whether the extension transforms this message.
@@ -231,8 +233,11 @@ impl Connection {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (OpCode::Continuation, Some(a)) => {
-                if a.frames >= self.config.max_fragments {
-                    return Err(ProtocolError::TooManyFragments { limit: self.config.max_fragments });
+                let frames = a.frames.saturating_add(1);
+                let bytes = a.received.saturating_add(len);
+                let earned = bytes.checked_div(self.config.min_fragment_average).unwrap_or(0);
+                if frames > self.config.max_fragments.saturating_add(earned) {
+                    return Err(ProtocolError::TooManyFragments { frames, bytes });
                 }
                 if !a.transformed && a.data.len().saturating_add(len) > self.config.max_message_size {
                     return Err(ProtocolError::MessageTooLarge { limit: self.config.max_message_size });
@@ -284,6 +289,7 @@ impl Connection {
                     text,
                     data: BytesMut::new(),
                     frames: 1,
+                    received: payload.len(),
                     utf8_checked: 0,
                     transformed,
                     deadline: self.config.message_timeout.map(|d| now + d),
@@ -305,6 +311,7 @@ impl Connection {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
                 a.frames += 1;
+                a.received = a.received.saturating_add(payload.len());
                 if a.transformed {
                     self.decode_into(&mut a, &payload, h.fin)?;
                 } else {

@@ -293,24 +293,67 @@ fn f13_reassembled_message_over_the_cap_is_1009() {
 
 #[test]
 fn f14_f15_fragment_floods_are_1008() {
-    let cfg = Config::default().with_ping_interval(None).with_max_fragments(100);
-    // One-byte fragments.
+    // 100 frames free, then one more per 10 bytes received.
+    let cfg =
+        Config::default().with_ping_interval(None).with_max_fragments(100).with_min_fragment_average(10);
+    // One-byte fragments: frame n is allowed while n <= 100 + n / 10, so frame 112 is refused.
     let mut s = Connection::new(Role::Server, cfg.clone(), Instant::now());
     let mut input = cf(false, 2, b"x");
     for _ in 0..200 {
         input.extend(cf(false, 0, b"x"));
     }
     let (_, err) = feed(&mut s, &input);
-    assert_eq!(err, Some(ProtocolError::TooManyFragments { limit: 100 }));
+    assert_eq!(err, Some(ProtocolError::TooManyFragments { frames: 112, bytes: 112 }));
     assert_eq!(queued_close_code(&mut s), Some(1008));
-    // Empty continuations count too.
-    let mut s = Connection::new(Role::Server, cfg, Instant::now());
+    // Empty continuations count too, and earn nothing.
+    let mut s = Connection::new(Role::Server, cfg.clone(), Instant::now());
     let mut input = cf(false, 1, b"");
     for _ in 0..200 {
         input.extend(cf(false, 0, b""));
     }
     let (_, err) = feed(&mut s, &input);
-    assert_eq!(err.map(|e| e.close_code().0), Some(1008));
+    assert_eq!(err, Some(ProtocolError::TooManyFragments { frames: 101, bytes: 0 }));
+    assert_eq!(queued_close_code(&mut s), Some(1008));
+    // Fragments of 10 bytes pay for themselves: 1,000 of them pass.
+    let mut s = Connection::new(Role::Server, cfg.clone(), Instant::now());
+    let mut input = cf(false, 2, &[7; 10]);
+    for i in 1..1000 {
+        input.extend(cf(i == 999, 0, &[7; 10]));
+    }
+    let (m, err) = feed(&mut s, &input);
+    assert_eq!(err, None);
+    assert_eq!(m[0].as_payload().len(), 10_000);
+    // min_fragment_average 0: max_fragments is a plain cap.
+    let mut s = Connection::new(Role::Server, cfg.with_min_fragment_average(0), Instant::now());
+    let (_, err) = feed(&mut s, &input);
+    assert_eq!(err, Some(ProtocolError::TooManyFragments { frames: 101, bytes: 1010 }));
+}
+
+#[test]
+fn f14_fragments_of_a_legal_message_are_accepted_at_the_defaults() {
+    // Autobahn 9.3.1 / 9.4.1: 4 MiB in 65,536 fragments of 64 B, with the default limits.
+    let payload: Vec<u8> = (0..4usize << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    for (op, size) in [(1u8, 64usize), (2, 64), (1, 4096), (2, 1 << 20)] {
+        let mut s = Connection::new(Role::Server, Config::default().with_ping_interval(None), Instant::now());
+        let mut input = Vec::with_capacity(payload.len() + payload.len() / size * 8);
+        for (i, chunk) in payload.chunks(size).enumerate() {
+            let fin = (i + 1) * size >= payload.len();
+            input.extend(cf(fin, if i == 0 { op } else { 0 }, chunk));
+        }
+        let (m, e) = feed(&mut s, &input);
+        assert!(e.is_none(), "{size} B fragments: {e:?}");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].as_payload(), &payload[..]);
+    }
+    // A flood of one-byte fragments is stopped after about a thousand frames: frame n is
+    // allowed while n <= 1024 + n / 16, so frame 1093 is refused.
+    let mut s = Connection::new(Role::Server, Config::default().with_ping_interval(None), Instant::now());
+    let mut input = cf(false, 2, b"x");
+    for _ in 0..300_000 {
+        input.extend(cf(false, 0, b"x"));
+    }
+    let (_, err) = feed(&mut s, &input);
+    assert_eq!(err, Some(ProtocolError::TooManyFragments { frames: 1093, bytes: 1093 }));
 }
 
 #[test]

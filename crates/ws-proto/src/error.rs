@@ -61,11 +61,14 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
-    /// A message in more fragments than `max_fragments`. 1008.
-    #[error("message split into more than {limit} fragments")]
+    /// A message split into more frames than its bytes pay for: more than
+    /// `max_fragments + bytes / min_fragment_average`. 1008.
+    #[error("message split into too many fragments ({frames} frames for {bytes} bytes)")]
     TooManyFragments {
-        /// The configured limit.
-        limit: usize,
+        /// Frames of the message, the refused one included.
+        frames: usize,
+        /// Payload bytes received for the message, the refused frame's included.
+        bytes: usize,
     },
     /// A fragmented message not finished within `message_timeout`. 1008.
     #[error("fragmented message not completed in time")]

@@ -25,20 +25,31 @@ fn listen(addr: &str) -> Result<TcpListener, Box<dyn Error>> {
     Ok(socket.listen(4096)?)
 }
 
+/// Echoes until the connection ends. A protocol error does not end the loop at once: the
+/// echoes of the messages before it and the Close the error queued still go out, and the next
+/// `recv` closes the connection and returns `None`; the first error is returned then.
 async fn echo(mut ws: WebSocket<TcpStream>) -> Result<(), switchboard_ws::Error> {
+    let mut failed = None;
     while let Some(msg) = ws.recv().await {
-        let mut next = Some(msg?);
+        let mut next = Some(msg);
         while let Some(m) = next.take() {
-            if matches!(m, Message::Text(_) | Message::Binary(_)) {
-                if let Err(switchboard_ws::Error::WriteBufferFull(m)) = ws.try_send(m) {
-                    ws.send(*m).await?;
+            match m {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                    if let Err(switchboard_ws::Error::WriteBufferFull(m)) = ws.try_send(m) {
+                        ws.send(*m).await?;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    break;
                 }
             }
-            next = ws.try_recv().transpose()?;
+            next = ws.try_recv();
         }
         ws.flush().await?;
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 #[tokio::main]

@@ -410,23 +410,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The next message if it is already buffered, without waiting or touching the transport.
     ///
     /// With [`try_send`](Self::try_send) and [`flush`](Self::flush) it lets a loop answer a
-    /// burst of messages with one write:
+    /// burst of messages with one write.
+    ///
+    /// After a protocol error (from `recv` or `try_recv`) the Close it calls for is queued
+    /// behind whatever was sent before; keep calling [`recv`](Self::recv): it writes them out,
+    /// closes the connection and returns `None`. Returning at the first error instead drops
+    /// what is still buffered, replies to earlier messages included.
     ///
     /// ```no_run
     /// # async fn echo(mut ws: switchboard_ws::WebSocket<tokio::net::TcpStream>) -> Result<(), switchboard_ws::Error> {
+    /// let mut failed = None;
     /// while let Some(msg) = ws.recv().await {
-    ///     let mut next = Some(msg?);
+    ///     let mut next = Some(msg);
     ///     while let Some(m) = next.take() {
-    ///         if m.is_data() {
-    ///             if let Err(switchboard_ws::Error::WriteBufferFull(m)) = ws.try_send(m) {
-    ///                 ws.send(*m).await?;
+    ///         match m {
+    ///             Ok(m) if m.is_data() => {
+    ///                 if let Err(switchboard_ws::Error::WriteBufferFull(m)) = ws.try_send(m) {
+    ///                     ws.send(*m).await?;
+    ///                 }
+    ///             }
+    ///             Ok(_) => {}
+    ///             Err(e) => {
+    ///                 failed.get_or_insert(e);
+    ///                 break;
     ///             }
     ///         }
-    ///         next = ws.try_recv().transpose()?;
+    ///         next = ws.try_recv();
     ///     }
     ///     ws.flush().await?;
     /// }
-    /// # Ok(()) }
+    /// failed.map_or(Ok(()), Err)
+    /// # }
     /// ```
     pub fn try_recv(&mut self) -> Option<Result<Message, Error>> {
         self.inner.try_next_msg()
