@@ -78,6 +78,29 @@ await step("binary", async () => {
   const big = Buffer.alloc(200000, 7);
   const ack = await s.timeout(5000).emitWithAck("echo", big);
   check("binary ack (200 kB)", Buffer.isBuffer(ack) && ack.equals(big));
+  // Binary between JSON arguments comes back in the same place.
+  const mid = once(s, "echo");
+  s.emit("echo", 1, buf, { a: 2 });
+  const m = await mid;
+  check("binary between arguments keeps its place", m[0] === 1 && Buffer.isBuffer(m[1]) && m[1].equals(buf) && m[2].a === 2, JSON.stringify(m));
+  s.close();
+});
+
+await step("binary nested in objects, both ways", async () => {
+  const { s } = await connect();
+  const file = Buffer.from("abc"), part = Buffer.from([1, 2]), tail = Buffer.from("tail");
+  const raw = once(s, "nested-raw");
+  // emitWithAck resolves with the first argument only: a callback sees them all.
+  const [reply, first] = await new Promise((res, rej) => s.timeout(5000).emit("nested", { file, meta: { parts: [part, "x"] } }, 7, tail,
+    (err, ...args) => err ? rej(err) : res(args)));
+  check("server read nested binary into typed fields", JSON.stringify(reply.sizes) === "[3,2,4]", JSON.stringify(reply));
+  check("server sent binary nested in an object", Buffer.isBuffer(reply.swapped.a) && reply.swapped.a.equals(tail));
+  check("server sent binary nested in an array", reply.swapped.b[0] === 7 && Buffer.isBuffer(reply.swapped.b[1]) && reply.swapped.b[1].equals(file));
+  check("binary as a later argument", Buffer.isBuffer(first) && first.equals(part) && reply.text === "x");
+  const [r0, r1, r2] = await raw;
+  check("received arguments sent on unchanged",
+    Buffer.isBuffer(r0.file) && r0.file.equals(file) && Buffer.isBuffer(r0.meta.parts[0]) && r0.meta.parts[0].equals(part)
+      && r0.meta.parts[1] === "x" && r1 === 7 && Buffer.isBuffer(r2) && r2.equals(tail));
   s.close();
 });
 

@@ -125,6 +125,19 @@ def events_and_acks():
     check("binary event round trip", meta == {"name": "file"} and b == data, (meta, b))
     big = bytes([7]) * 200000
     check("binary ack (200 kB)", sio.call("echo", big, timeout=5) == big)
+    sio.emit("echo", (1, data, {"a": 2}))
+    got = box.wait("echo")
+    check("binary between arguments keeps its place", got == (1, data, {"a": 2}), got)
+    # Binary nested in objects, both ways.
+    file, part, tail = b"abc", bytes([1, 2]), b"tail"
+    sio.on("nested-raw", lambda *a: box.put("nested-raw", *a))
+    reply, first = sio.call("nested", ({"file": file, "meta": {"parts": [part, "x"]}}, 7, tail), timeout=5)
+    check("server read nested binary into typed fields", reply["sizes"] == [3, 2, 4], reply)
+    check("server sent binary nested in an object", reply["swapped"]["a"] == tail, reply)
+    check("server sent binary nested in an array", reply["swapped"]["b"] == [7, file], reply)
+    check("binary as a later argument", first == part and reply["text"] == "x", (first, reply))
+    raw = box.wait("nested-raw")
+    check("received arguments sent on unchanged", raw == ({"file": file, "meta": {"parts": [part, "x"]}}, 7, tail), raw)
     sio.disconnect()
 
 

@@ -231,7 +231,8 @@ impl IoHandler {
             reply_error("Invalid namespace");
             return;
         };
-        let auth = p.data.unwrap_or(Value::Null);
+        // No payload is an empty object, as the official clients and the Node server treat it.
+        let auth = p.data.unwrap_or_else(|| Value::Object(serde_json::Map::new()));
         let socket = Socket::new(ns.clone(), session, auth);
         let waiting = conn.waiting.clone();
         let outer = session.clone();

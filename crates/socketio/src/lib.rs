@@ -32,6 +32,13 @@
 //! - [`Adapter`]: rooms and broadcast go through it; [`LocalAdapter`] is in memory. The trait
 //!   is async and fallible, ready for cluster adapters.
 //!
+//! ## Binary data
+//! Binary goes anywhere in the arguments, both ways, as in Node and Python: a `bytes::Bytes`
+//! field (or `serde_bytes`) in anything you emit is sent as an attachment in its place, and
+//! `Event::data`/`Event::arg` fill `Bytes` (or `Vec<u8>`) fields from the attachments the
+//! client sent, wherever they are ([`payload`]). `Event::args` keeps the placeholders, so a
+//! handler can send what it received on unchanged with `emit_with(name, ev.args, ev.binary)`.
+//!
 //! ## Outbound queue policy
 //! Every connection has one bounded queue (Engine.IO's `max_queued_packets` /
 //! `max_queued_bytes`). When a packet does not fit, a volatile one is dropped; any other
@@ -43,6 +50,7 @@ mod conn;
 mod ns;
 mod operators;
 pub mod packet;
+pub mod payload;
 mod socket;
 
 use std::collections::HashMap;
@@ -60,6 +68,7 @@ pub use conn::{Conn, ConnInfo, IoHandler};
 pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace};
 pub use operators::BroadcastOperator;
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
+pub use payload::{from_payload, to_payload};
 pub use socket::{AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Socket};
 pub use switchboard_engineio as engineio;
 

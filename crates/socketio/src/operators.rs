@@ -9,7 +9,7 @@ use serde_json::Value;
 use switchboard_engineio::Sid;
 
 use crate::adapter::{BroadcastAcks, BroadcastOptions};
-use crate::socket::{event_packet, next_ack_id, to_value, EmitError, Encoded};
+use crate::socket::{event_packet, next_ack_id, to_arg_list, to_args, EmitError, Encoded};
 use crate::{IntoRooms, Namespace};
 
 /// Selects sockets of a namespace and acts on them. Every action goes through the
@@ -76,16 +76,26 @@ impl BroadcastOperator {
 
     /// Emits `event` with one argument. Returns how many of this node's sockets it was queued
     /// for.
+    /// `bytes::Bytes` anywhere in `data` goes as binary in its place ([`crate::payload`]).
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<usize, EmitError> {
-        self.emit_with(event, vec![to_value(data)?], Vec::new()).await
+        let (args, bins) = to_args(data)?;
+        self.emit_with(event, args, bins).await
     }
 
-    /// Emits `event` with several arguments and binary attachments.
+    /// Emits `event` with several arguments: a tuple, an array or a `Vec`, one argument per
+    /// element (as [`Socket::emit_args`](crate::Socket::emit_args)).
+    pub async fn emit_args<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<usize, EmitError> {
+        let (args, bins) = to_arg_list(args)?;
+        self.emit_with(event, args, bins).await
+    }
+
+    /// Emits `event` with JSON arguments and binary attachments, placed as in
+    /// [`Socket::emit_with`](crate::Socket::emit_with).
     pub async fn emit_with(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<usize, EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, binary, None)));
+        let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, binary, None)?));
         Ok(self.ns.adapter().broadcast(&self.ns, e, &self.opts).await?)
     }
 
@@ -105,13 +115,8 @@ impl BroadcastOperator {
             return Err(EmitError::ReservedEvent);
         }
         let id = next_ack_id();
-        let e = Arc::new(Encoded::for_broadcast(&event_packet(
-            self.ns.name(),
-            event,
-            vec![to_value(data)?],
-            Vec::new(),
-            Some(id),
-        )));
+        let (args, bins) = to_args(data)?;
+        let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, bins, Some(id))?));
         let t = self.timeout.unwrap_or(self.ns.ack_timeout());
         Ok(self.ns.adapter().broadcast_with_ack(&self.ns, e, &self.opts, t).await?)
     }

@@ -126,9 +126,9 @@ pub struct AckResponse {
 }
 
 impl AckResponse {
-    /// Argument `i` as `T`.
+    /// Argument `i` as `T` (binary placeholders fill `Bytes` fields, [`crate::payload`]).
     pub fn arg<T: DeserializeOwned>(&self, i: usize) -> Result<T, serde_json::Error> {
-        T::deserialize(self.args.get(i).unwrap_or(&Value::Null))
+        crate::payload::from_payload(self.args.get(i).unwrap_or(&Value::Null), &self.binary)
     }
 }
 
@@ -159,25 +159,43 @@ impl Encoded {
     }
 }
 
-/// Builds an event packet: binary attachments go after the JSON arguments as placeholders.
-pub(crate) fn event_packet(nsp: &str, name: &str, mut args: Vec<Value>, binary: Vec<Bytes>, id: Option<u64>) -> Packet {
-    let mut data = Vec::with_capacity(1 + args.len() + binary.len());
+/// Builds an event packet. The attachments go where the arguments' placeholders say, or,
+/// when there are none, after the JSON arguments (see [`crate::payload`]).
+pub(crate) fn event_packet(
+    nsp: &str,
+    name: &str,
+    mut args: Vec<Value>,
+    binary: Vec<Bytes>,
+    id: Option<u64>,
+) -> Result<Packet, EmitError> {
+    crate::payload::place_attachments(&mut args, binary.len()).map_err(EmitError::Serialize)?;
+    let mut data = Vec::with_capacity(1 + args.len());
     data.push(Value::String(name.to_owned()));
     data.append(&mut args);
-    for i in 0..binary.len() {
-        data.push(serde_json::json!({"_placeholder": true, "num": i}));
-    }
-    Packet {
+    Ok(Packet {
         kind: if binary.is_empty() { PacketType::Event } else { PacketType::BinaryEvent },
         nsp: nsp.to_owned(),
         id,
         data: Some(Value::Array(data)),
         attachments: binary,
-    }
+    })
 }
 
-pub(crate) fn to_value<T: Serialize + ?Sized>(data: &T) -> Result<Value, EmitError> {
-    serde_json::to_value(data).map_err(|e| EmitError::Serialize(e.to_string()))
+/// One argument, its byte strings moved into attachments.
+pub(crate) fn to_args<T: Serialize + ?Sized>(data: &T) -> Result<(Vec<Value>, Vec<Bytes>), EmitError> {
+    let (v, bins) = crate::payload::to_payload(data).map_err(|e| EmitError::Serialize(e.to_string()))?;
+    Ok((vec![v], bins))
+}
+
+/// Several arguments: `data` must serialize to a sequence (a tuple, an array, a `Vec`), each
+/// element one argument.
+pub(crate) fn to_arg_list<T: Serialize + ?Sized>(data: &T) -> Result<(Vec<Value>, Vec<Bytes>), EmitError> {
+    match crate::payload::to_payload(data).map_err(|e| EmitError::Serialize(e.to_string()))? {
+        (Value::Array(args), bins) => Ok((args, bins)),
+        _ => {
+            Err(EmitError::Serialize("the arguments must serialize to a sequence (a tuple, an array or a Vec)".into()))
+        }
+    }
 }
 
 /// A client connected to a namespace. Cheap to clone.
@@ -227,7 +245,8 @@ impl Socket {
         &self.0.ns
     }
 
-    /// The `auth` payload of the client's CONNECT (`null` if none).
+    /// The `auth` payload of the client's CONNECT: always an object (`{}` when the client sent
+    /// none; a CONNECT payload that is not an object is refused as a parse error).
     pub fn auth(&self) -> &Value {
         &self.0.auth
     }
@@ -293,33 +312,47 @@ impl Socket {
     }
 
     /// Emits `event` with one argument (any `Serialize`; a tuple or array is still one
-    /// argument: use [`emit_with`](Self::emit_with) for several).
+    /// argument: use [`emit_args`](Self::emit_args) for several). `bytes::Bytes` anywhere in
+    /// `data` is sent as binary in its place ([`crate::payload`]).
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
-        self.emit_with(event, vec![to_value(data)?], Vec::new())
+        let (args, bins) = to_args(data)?;
+        self.emit_with(event, args, bins)
     }
 
-    /// Emits `event` with several JSON arguments and binary attachments (sent after the JSON
-    /// arguments; clients receive them as `Buffer`/`bytes` arguments).
+    /// Emits `event` with several arguments: `args` is a tuple, an array or a `Vec`, one
+    /// argument per element, binary anywhere (`emit_args("file", &(meta, bytes, 1))` is Node's
+    /// `emit("file", meta, buffer, 1)`).
+    pub fn emit_args<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
+        let (args, bins) = to_arg_list(args)?;
+        self.emit_with(event, args, bins)
+    }
+
+    /// Emits `event` with JSON arguments and binary attachments. Placeholders
+    /// (`{"_placeholder":true,"num":N}`) in `args` put attachment `N` where they are (what
+    /// [`Event::args`] and [`Event::binary`] hold, so a received event can be sent on
+    /// unchanged); without placeholders the attachments follow the JSON arguments.
     pub fn emit_with(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<(), EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        self.send_packet(&event_packet(self.0.ns.name(), event, args, binary, None)).map(|_| ())
+        self.send_packet(&event_packet(self.0.ns.name(), event, args, binary, None)?).map(|_| ())
     }
 
     /// Emits and waits for the client's acknowledgement: `.await` the result (the namespace's
     /// default ack timeout applies; [`AckWait::timeout`] changes it).
     pub fn emit_with_ack<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<AckWait, EmitError> {
-        self.emit_with_ack_args(event, vec![to_value(data)?], Vec::new())
+        let (args, bins) = to_args(data)?;
+        self.emit_with_ack_args(event, args, bins)
     }
 
-    /// [`emit_with_ack`](Self::emit_with_ack) with several arguments and attachments.
+    /// [`emit_with_ack`](Self::emit_with_ack) with several arguments and attachments (placed
+    /// as in [`emit_with`](Self::emit_with)).
     pub fn emit_with_ack_args(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<AckWait, EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
         let id = next_ack_id();
-        let e = Encoded::new(&event_packet(self.0.ns.name(), event, args, binary, Some(id)));
+        let e = Encoded::new(&event_packet(self.0.ns.name(), event, args, binary, Some(id))?);
         let wait = self.register_ack(id);
         self.send_encoded(&e, false)?;
         Ok(wait)
@@ -465,14 +498,21 @@ impl Event {
         Event { name, args, binary, ack }
     }
 
-    /// Argument `i` as `T` (a missing argument is `null`).
+    /// Argument `i` as `T` (a missing argument is `null`). Binary the client sent anywhere in
+    /// it fills the `Bytes` (or `Vec<u8>`) fields of `T` ([`crate::payload`]).
     pub fn arg<T: DeserializeOwned>(&self, i: usize) -> Result<T, serde_json::Error> {
-        T::deserialize(self.args.get(i).unwrap_or(&Value::Null))
+        crate::payload::from_payload(self.args.get(i).unwrap_or(&Value::Null), &self.binary)
     }
 
     /// The first argument as `T`.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         self.arg(0)
+    }
+
+    /// All the arguments as `T`, a tuple or a `Vec` (binary resolved as in [`arg`](Self::arg)):
+    /// `let (meta, file, n): (Meta, Bytes, u32) = ev.args_as()?`.
+    pub fn args_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        crate::payload::from_payload(&Value::Array(self.args.clone()), &self.binary)
     }
 
     /// Whether the client asked for an acknowledgement.
@@ -506,16 +546,23 @@ impl AckSender {
         AckSender { socket, id }
     }
 
-    /// Acknowledges with one argument.
+    /// Acknowledges with one argument (binary anywhere, as in [`Socket::emit`]).
     pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
-        self.send_with(vec![to_value(data)?], Vec::new())
+        let (args, bins) = to_args(data)?;
+        self.send_with(args, bins)
     }
 
-    /// Acknowledges with several arguments and binary attachments.
+    /// Acknowledges with several arguments: a tuple, an array or a `Vec` (as in
+    /// [`Socket::emit_args`]).
+    pub fn send_args<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
+        let (args, bins) = to_arg_list(args)?;
+        self.send_with(args, bins)
+    }
+
+    /// Acknowledges with JSON arguments and binary attachments, placed as in
+    /// [`Socket::emit_with`].
     pub fn send_with(self, mut args: Vec<Value>, binary: Vec<Bytes>) -> Result<(), EmitError> {
-        for i in 0..binary.len() {
-            args.push(serde_json::json!({"_placeholder": true, "num": i}));
-        }
+        crate::payload::place_attachments(&mut args, binary.len()).map_err(EmitError::Serialize)?;
         let p = Packet {
             kind: if binary.is_empty() { PacketType::Ack } else { PacketType::BinaryAck },
             nsp: self.socket.0.ns.name().to_owned(),

@@ -81,3 +81,26 @@ async fn python_socketio_client_matrix() {
         check_server_side(&srv, &hb, &out, &["client namespace disconnect", "transport close"]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_socket_io_client_from_another_origin_over_polling() {
+    use switchboard_socketio::engineio::{Cors, EngineConfig};
+    if !(peer_available("chromium", "chromium", &["--version"])
+        && peer_available("playwright-core (npm)", "node", &["-e", "require('playwright-core')"]))
+    {
+        return;
+    }
+    for (cors, expect) in [
+        (Cors::Any, "any"),
+        (Cors::Reflect { credentials: true }, "credentials"),
+        // The default sends no CORS headers: the browser must refuse, or the other two prove
+        // nothing.
+        (Cors::Off, "blocked"),
+    ] {
+        let srv = start(EngineConfig::default().with_cors(cors), |c| c).await;
+        let out = run("node", "node/sio_cors_chromium.mjs", &[&srv.url(), expect]).await;
+        if expect != "blocked" {
+            assert!(out.contains("ok   ack round trip"), "{out}");
+        }
+    }
+}

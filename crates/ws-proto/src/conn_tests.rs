@@ -294,8 +294,7 @@ fn f13_reassembled_message_over_the_cap_is_1009() {
 #[test]
 fn f14_f15_fragment_floods_are_1008() {
     // 100 frames free, then one more per 10 bytes received.
-    let cfg =
-        Config::default().with_ping_interval(None).with_max_fragments(100).with_min_fragment_average(10);
+    let cfg = Config::default().with_ping_interval(None).with_max_fragments(100).with_min_fragment_average(10);
     // One-byte fragments: frame n is allowed while n <= 100 + n / 10, so frame 112 is refused.
     let mut s = Connection::new(Role::Server, cfg.clone(), Instant::now());
     let mut input = cf(false, 2, b"x");

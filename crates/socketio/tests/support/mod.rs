@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 use switchboard_socketio::engineio::EngineConfig;
 use switchboard_socketio::{ConnectError, Handlers, SocketIo, SocketIoConfig};
@@ -68,7 +69,7 @@ fn main_handlers(log: Log) -> Handlers {
         .on_connect(move |socket| {
             let log = l1.clone();
             async move {
-                log.push(format!("connect / {}", socket.id()));
+                log.push(format!("connect / {} auth={}", socket.id(), socket.auth()));
                 let _ = socket.emit("welcome", &json!({"sid": socket.id().to_string()}));
             }
         })
@@ -81,14 +82,53 @@ fn main_handlers(log: Log) -> Handlers {
             }
         })
         .on("echo", |socket, mut ev| async move {
+            // What was received, sent on unchanged: the attachments stay where they were.
             let args = ev.args.clone();
             let bin = ev.binary.clone();
-            // Without the placeholders: the attachments are appended again on the way out.
-            let plain: Vec<Value> = args.iter().filter(|a| a.get("_placeholder").is_none()).cloned().collect();
             if let Some(ack) = ev.take_ack() {
-                let _ = ack.send_with(plain, bin);
+                let _ = ack.send_with(args, bin);
             } else {
-                let _ = socket.emit_with("echo", plain, bin);
+                let _ = socket.emit_with("echo", args, bin);
+            }
+        })
+        .on("nested", |socket, mut ev| async move {
+            // Binary nested in objects and between arguments, read into typed fields, then
+            // sent back in other places: (upload, n, tail) → ack(reply, first part).
+            #[derive(serde::Deserialize)]
+            struct Meta {
+                parts: (Bytes, String),
+            }
+            #[derive(serde::Deserialize)]
+            struct Upload {
+                file: Bytes,
+                meta: Meta,
+            }
+            #[derive(serde::Serialize)]
+            struct Swapped {
+                a: Bytes,
+                b: (u32, Bytes),
+            }
+            #[derive(serde::Serialize)]
+            struct Reply {
+                sizes: [usize; 3],
+                swapped: Swapped,
+                text: String,
+            }
+            let Some(ack) = ev.take_ack() else { return };
+            match ev.args_as::<(Upload, u32, Bytes)>() {
+                Ok((up, n, tail)) => {
+                    // The raw arguments too, as an event, unchanged.
+                    let _ = socket.emit_with("nested-raw", ev.args.clone(), ev.binary.clone());
+                    let reply = Reply {
+                        sizes: [up.file.len(), up.meta.parts.0.len(), tail.len()],
+                        swapped: Swapped { a: tail, b: (n, up.file) },
+                        text: up.meta.parts.1,
+                    };
+                    let _ = ack.send_args(&(reply, up.meta.parts.0));
+                }
+                Err(e) => {
+                    let _ = ack.send(&format!("error: {e}"));
+                }
             }
         })
         .on("join", |socket, mut ev| async move {
