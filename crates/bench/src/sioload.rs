@@ -1,7 +1,7 @@
 //! `switchboard-sioload`: a Socket.IO load generator over the WebSocket transport, for the
 //! side-by-side benchmarks of Socket.IO servers (ours, socketioxide, Node socket.io). It
-//! speaks the raw protocol (`40`, `42[…]`, `421[…]`) so that its own cost is small, and
-//! measures the *server's* RSS and CPU time through `/proc/PID`.
+//! builds and reads packets with the project's own codecs (Engine.IO and Socket.IO, the
+//! client-side decoder), and measures the *server's* RSS and CPU time through `/proc/PID`.
 //!
 //! Modes (the server protocol is in `examples/sio_switchboard_server.rs`):
 //! - `idle`: N sockets connected to `/`; reports RSS growth per socket.
@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use serde_json::json;
+use switchboard_socketio::engineio::packet::{Data, Packet as EioPacket};
+use switchboard_socketio::{Decoder, Limits, Packet as SioPacket, PacketType};
 use switchboard_ws::{ClientBuilder, Config, Message, WebSocket};
 use tokio::sync::Semaphore;
 
@@ -70,42 +73,69 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// One Socket.IO client over WebSocket: the socket and the decoder of what the server sends.
+struct Client {
+    ws: Ws,
+    dec: Decoder,
+}
+
+impl Client {
+    /// Sends a packet (text only: the load generator sends no binary).
+    async fn send(&mut self, p: &SioPacket) -> Result<(), String> {
+        let text = EioPacket::Message(Data::Text(p.encode().into())).encode_text();
+        self.ws.send(Message::text(text)).await.map_err(|e| e.to_string())
+    }
+
+    /// The next Socket.IO packet, answering pings on the way; `None` when the connection
+    /// ends or sends something undecodable.
+    async fn next(&mut self) -> Option<SioPacket> {
+        loop {
+            let now = std::time::Instant::now();
+            let decoded = match self.ws.recv().await?.ok()? {
+                Message::Text(t) => match EioPacket::decode_text(t).ok()? {
+                    EioPacket::Ping(p) => {
+                        self.ws.send(Message::text(EioPacket::Pong(p).encode_text())).await.ok()?;
+                        continue;
+                    }
+                    EioPacket::Message(Data::Text(s)) => self.dec.text(&s, now),
+                    EioPacket::Close => return None,
+                    _ => continue,
+                },
+                Message::Binary(b) => self.dec.binary(b, now),
+                _ => continue,
+            };
+            match decoded {
+                Ok(Some(p)) => return Some(p),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 /// Connects one socket to `/` over WebSocket; returns it once the CONNECT reply is in.
-async fn connect(addr: &str, source: u8) -> Result<Ws, String> {
+async fn connect(addr: &str, source: u8) -> Result<Client, String> {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, source));
-    let mut ws = ClientBuilder::new(url)
+    let ws = ClientBuilder::new(url)
         .local_address(ip)
         .config(Config::default().with_max_message_size(16 << 20))
         .connect()
         .await
         .map_err(|e| e.to_string())?;
-    ws.send("40").await.map_err(|e| e.to_string())?;
+    let mut c = Client { ws, dec: Decoder::client_side(Limits::default()) };
+    c.send(&SioPacket::connect("/", None)).await?;
     loop {
-        match ws.recv().await {
-            Some(Ok(Message::Text(t))) if t.starts_with("40") => return Ok(ws),
-            Some(Ok(Message::Text(t))) if t.starts_with("44") => return Err(format!("refused: {t}")),
-            Some(Ok(_)) => {}
-            other => return Err(format!("closed during connect: {other:?}")),
+        match c.next().await {
+            Some(p) if p.kind == PacketType::Connect => return Ok(c),
+            Some(p) if p.kind == PacketType::ConnectError => return Err(format!("refused: {:?}", p.data)),
+            Some(_) => {}
+            None => return Err("closed during connect".into()),
         }
     }
 }
 
-/// Reads one packet, answering pings; `None` when the connection ends.
-async fn next_text(ws: &mut Ws) -> Option<String> {
-    loop {
-        match ws.recv().await? {
-            Ok(Message::Text(t)) if &*t == "2" => {
-                ws.send("3").await.ok()?;
-            }
-            Ok(Message::Text(t)) => return Some(t.to_string()),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-async fn connect_many(args: &Args, n: usize) -> Vec<Ws> {
+async fn connect_many(args: &Args, n: usize) -> Vec<Client> {
     let sem = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
@@ -135,7 +165,7 @@ async fn idle(args: &Args) {
     // Keep answering pings while settling.
     let mut keep = Vec::new();
     for mut ws in socks {
-        keep.push(tokio::spawn(async move { while next_text(&mut ws).await.is_some() {} }));
+        keep.push(tokio::spawn(async move { while ws.next().await.is_some() {} }));
     }
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
     let after = rss_kib(args.pid);
@@ -159,14 +189,14 @@ async fn broadcast(args: &Args) {
         let (received, ready, done) = (received.clone(), ready.clone(), done.clone());
         let count = args.count;
         tasks.push(tokio::spawn(async move {
-            if ws.send("420[\"join\"]").await.is_err() {
+            if ws.send(&SioPacket::event("/", "join", vec![], Some(0))).await.is_err() {
                 return 0;
             }
             let mut got = 0u64;
-            while let Some(t) = next_text(&mut ws).await {
-                if t.starts_with("430") {
+            while let Some(p) = ws.next().await {
+                if p.kind == PacketType::Ack && p.id == Some(0) {
                     ready.fetch_add(1, Ordering::Relaxed);
-                } else if t.starts_with("42[\"tick\"") {
+                } else if p.event_parts().is_some_and(|(name, _)| name == "tick") {
                     got += 1;
                     if received.fetch_add(1, Ordering::Relaxed) + 1 == total {
                         done.notify_one();
@@ -192,7 +222,8 @@ async fn broadcast(args: &Args) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu0 = cpu_secs(args.pid);
     let t0 = Instant::now();
-    let _ = control.send(format!("42[\"blast\",{{\"count\":{},\"size\":{}}}]", args.count, args.size)).await;
+    let blast = SioPacket::event("/", "blast", vec![json!({"count": args.count, "size": args.size})], None);
+    let _ = control.send(&blast).await;
     let finished = tokio::time::timeout(Duration::from_secs(120), done.notified()).await.is_ok();
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(args.pid) - cpu0;
@@ -224,13 +255,12 @@ async fn ack(args: &Args) {
             tokio::time::sleep_until(start_at.into()).await;
             while Instant::now() < stop {
                 id += 1;
-                if ws.send(format!("42{id}[\"echo\",{{\"n\":{id}}}]")).await.is_err() {
+                if ws.send(&SioPacket::event("/", "echo", vec![json!({"n": id})], Some(id))).await.is_err() {
                     return;
                 }
-                let want = format!("43{id}[");
                 loop {
-                    match next_text(&mut ws).await {
-                        Some(t) if t.starts_with(&want) => break,
+                    match ws.next().await {
+                        Some(p) if p.kind == PacketType::Ack && p.id == Some(id) => break,
                         Some(_) => {}
                         None => return,
                     }

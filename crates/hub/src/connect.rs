@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchboard_socketio::engineio::packet::{Data, Packet as EioPacket};
+use switchboard_socketio::{Decoder, Limits, Packet as SioPacket, PacketType};
 use switchboard_ws::{ClientBuilder, CloseCode, Message, WebSocket};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -67,19 +69,93 @@ fn sio_url(url: &str) -> Option<(String, String)> {
     Some((format!("{scheme}://{host}/socket.io/?EIO=4&transport=websocket"), nsp))
 }
 
-/// Encodes a typed line as a Socket.IO event packet asking for ack `id`.
-fn sio_packet(nsp: &str, line: &str, id: u64) -> String {
-    let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
-    let args: Value = match serde_json::from_str::<Value>(line) {
-        Ok(Value::Array(a)) if a.first().is_some_and(Value::is_string) => Value::Array(a),
-        _ => match line.split_once(' ') {
-            Some((ev, rest)) if !ev.is_empty() && serde_json::from_str::<Value>(rest).is_ok() => {
-                json!([ev, serde_json::from_str::<Value>(rest).unwrap_or(Value::Null)])
+/// A typed line as a Socket.IO event packet asking for ack `id`: a JSON array
+/// `["event", args…]`, `event JSON`, or any other text as a `message` event.
+fn sio_packet(nsp: &str, line: &str, id: u64) -> SioPacket {
+    if let Ok(Value::Array(mut a)) = serde_json::from_str::<Value>(line) {
+        if let Some(Value::String(name)) = a.first().cloned() {
+            a.remove(0);
+            return SioPacket::event(nsp, &name, a, Some(id));
+        }
+    }
+    if let Some((ev, rest)) = line.split_once(' ') {
+        if let (false, Ok(v)) = (ev.is_empty(), serde_json::from_str::<Value>(rest)) {
+            return SioPacket::event(nsp, ev, vec![v], Some(id));
+        }
+    }
+    SioPacket::event(nsp, "message", vec![Value::String(line.to_owned())], Some(id))
+}
+
+/// The WebSocket frames of one Socket.IO packet: an Engine.IO message with its text, then
+/// one binary frame per attachment.
+fn sio_frames(p: &SioPacket) -> Vec<Message> {
+    let mut frames = Vec::with_capacity(1 + p.attachments.len());
+    frames.push(Message::text(EioPacket::Message(Data::Text(p.encode().into())).encode_text()));
+    frames.extend(p.attachments.iter().cloned().map(Message::Binary));
+    frames
+}
+
+async fn send_sio(
+    ws: &mut WebSocket<switchboard_ws::MaybeTlsStream>,
+    p: &SioPacket,
+) -> Result<(), switchboard_ws::Error> {
+    for m in sio_frames(p) {
+        ws.send(m).await?;
+    }
+    Ok(())
+}
+
+/// What one Socket.IO packet from the server means for the session.
+enum Step {
+    Continue,
+    /// The namespace is joined: send the lines held so far.
+    Ready,
+    Exit(ExitCode),
+}
+
+/// Shows a packet for our namespace and answers calls with `--ack`.
+async fn on_sio_packet(
+    ws: &mut WebSocket<switchboard_ws::MaybeTlsStream>,
+    a: &ConnectArgs,
+    nsp: &str,
+    p: SioPacket,
+    got: &mut usize,
+) -> Step {
+    if p.nsp != nsp {
+        return Step::Continue;
+    }
+    let data = p.data.clone().unwrap_or(Value::Null);
+    match p.kind {
+        PacketType::Connect => {
+            show(a.json, "connect", data);
+            Step::Ready
+        }
+        PacketType::ConnectError => {
+            show(a.json, "connect_error", data);
+            Step::Exit(ExitCode::FAILURE)
+        }
+        PacketType::Event | PacketType::BinaryEvent => {
+            *got += 1;
+            if !p.attachments.is_empty() {
+                show(a.json, "binary", json!(p.attachments.iter().map(|b| b.len()).collect::<Vec<_>>()));
             }
-            _ => json!(["message", line]),
-        },
-    };
-    format!("42{prefix}{id}{args}")
+            show(a.json, "event", data);
+            if let (Some(id), Some(ack)) = (p.id, &a.ack) {
+                let v: Value = serde_json::from_str(ack).unwrap_or(Value::String(ack.clone()));
+                let _ = send_sio(ws, &SioPacket::ack(nsp, id, vec![v])).await;
+            }
+            Step::Continue
+        }
+        PacketType::Ack | PacketType::BinaryAck => {
+            *got += 1;
+            show(a.json, "ack", data);
+            Step::Continue
+        }
+        PacketType::Disconnect => {
+            show(a.json, "disconnect", Value::Null);
+            Step::Exit(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn show(json_out: bool, kind: &str, v: Value) {
@@ -139,13 +215,14 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
     let scripted = !a.execute.is_empty() || a.wait.is_some();
     let nsp = sio.as_ref().map(|(_, n)| n.clone());
     if let Some(nsp) = &nsp {
-        let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
-        let auth = a.token.as_ref().map(|t| json!({"token": t}).to_string()).unwrap_or_default();
-        if ws.send(Message::text(format!("40{prefix}{auth}"))).await.is_err() {
+        let auth = a.token.as_ref().map(|t| json!({"token": t}));
+        if send_sio(&mut ws, &SioPacket::connect(nsp, auth)).await.is_err() {
             eprintln!("switchboard connect: connection closed");
             return ExitCode::FAILURE;
         }
     }
+    // What the server sends, decoded as a client does (attachments reassembled, caps on).
+    let mut decoder = Decoder::client_side(Limits::default().with_max_attachment_bytes(64 << 20));
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<Line>(64);
     let pre = a.execute.clone();
     let read_stdin = !scripted;
@@ -195,53 +272,54 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
                 }
             },
             m = ws.recv() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    match &nsp {
-                        None => {
-                            got += 1;
-                            show(a.json, "message", serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())));
-                        }
-                        Some(n) => {
-                            let prefix = if n == "/" { String::new() } else { format!("{n},") };
-                            if &*t == "2" {
-                                let _ = ws.send(Message::text("3")).await;
-                            } else if let Some(rest) = t.strip_prefix(&format!("40{prefix}")) {
-                                ready = true;
-                                show(a.json, "connect", serde_json::from_str(rest).unwrap_or(Value::Null));
-                                for l in std::mem::take(&mut held) {
-                                    if send_line(&mut ws, nsp.as_deref(), &l).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            } else if let Some(rest) = t.strip_prefix(&format!("44{prefix}")) {
-                                show(a.json, "connect_error", serde_json::from_str(rest).unwrap_or(Value::Null));
-                                break ExitCode::FAILURE;
-                            } else if let Some(rest) = t.strip_prefix(&format!("42{prefix}")) {
-                                got += 1;
-                                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                                let body = &rest[digits.len()..];
-                                show(a.json, "event", serde_json::from_str(body).unwrap_or(Value::Null));
-                                if let (false, Some(ack)) = (digits.is_empty(), &a.ack) {
-                                    let v: Value = serde_json::from_str(ack).unwrap_or(Value::String(ack.clone()));
-                                    let _ = ws.send(Message::text(format!("43{prefix}{digits}{}", json!([v])))).await;
-                                }
-                            } else if let Some(rest) = t.strip_prefix(&format!("43{prefix}")) {
-                                got += 1;
-                                let body = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-                                show(a.json, "ack", serde_json::from_str(body).unwrap_or(Value::Null));
-                            } else if t.starts_with(&format!("41{prefix}")) {
-                                show(a.json, "disconnect", Value::Null);
-                                break ExitCode::SUCCESS;
-                            } else if &*t == "1" {
+                Some(Ok(Message::Text(t))) if nsp.is_none() => {
+                    got += 1;
+                    show(a.json, "message", serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())));
+                }
+                Some(Ok(Message::Binary(b))) if nsp.is_none() => {
+                    got += 1;
+                    show(a.json, "binary", json!(b.len()));
+                }
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    let n = nsp.as_deref().unwrap_or("/");
+                    let now = std::time::Instant::now();
+                    let decoded = match m {
+                        Message::Text(t) => match EioPacket::decode_text(t) {
+                            Ok(EioPacket::Ping(p)) => {
+                                let _ = ws.send(Message::text(EioPacket::Pong(p).encode_text())).await;
+                                continue;
+                            }
+                            Ok(EioPacket::Close) => {
                                 show(a.json, "close", Value::Null);
                                 break ExitCode::SUCCESS;
                             }
+                            Ok(EioPacket::Message(Data::Text(s))) => decoder.text(&s, now).map_err(|e| e.to_string()),
+                            Ok(_) => continue,
+                            Err(e) => Err(e.to_string()),
+                        },
+                        Message::Binary(b) => decoder.binary(b, now).map_err(|e| e.to_string()),
+                        _ => continue,
+                    };
+                    let p = match decoded {
+                        Ok(Some(p)) => p,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            eprintln!("switchboard connect: bad packet from the server: {e}");
+                            break ExitCode::FAILURE;
                         }
+                    };
+                    match on_sio_packet(&mut ws, &a, n, p, &mut got).await {
+                        Step::Continue => {}
+                        Step::Ready => {
+                            ready = true;
+                            for l in std::mem::take(&mut held) {
+                                if send_line(&mut ws, nsp.as_deref(), &l).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Step::Exit(code) => break code,
                     }
-                }
-                Some(Ok(Message::Binary(b))) => {
-                    got += 1;
-                    show(a.json, "binary", json!(b.len()));
                 }
                 Some(Ok(Message::Close(f))) => {
                     let (code, reason) = f.map(|f| (f.code.0, f.reason.to_string())).unwrap_or((1005, String::new()));
@@ -274,7 +352,7 @@ async fn send_line(
         Some(n) => {
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
             let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            ws.send(Message::text(sio_packet(n, line, id))).await
+            send_sio(ws, &sio_packet(n, line, id)).await
         }
         None => ws.send(Message::text(line.to_owned())).await,
     }
@@ -292,8 +370,14 @@ mod tests {
         );
         assert_eq!(sio_url("https://h/admin").map(|x| x.1), Some("/admin".into()));
         assert_eq!(sio_url("ws://h/"), None);
-        assert_eq!(sio_packet("/", "hello", 1), r#"421["message","hello"]"#);
-        assert_eq!(sio_packet("/", r#"publish {"room":"chat:x"}"#, 2), r#"422["publish",{"room":"chat:x"}]"#);
-        assert_eq!(sio_packet("/a", r#"["e",1,2]"#, 3), r#"42/a,3["e",1,2]"#);
+        let frame = |p: &SioPacket| match sio_frames(p).remove(0) {
+            Message::Text(t) => t.to_string(),
+            m => panic!("{m:?}"),
+        };
+        assert_eq!(frame(&sio_packet("/", "hello", 1)), r#"421["message","hello"]"#);
+        assert_eq!(frame(&sio_packet("/", r#"publish {"room":"chat:x"}"#, 2)), r#"422["publish",{"room":"chat:x"}]"#);
+        assert_eq!(frame(&sio_packet("/a", r#"["e",1,2]"#, 3)), r#"42/a,3["e",1,2]"#);
+        assert_eq!(frame(&sio_packet("/", "not json {", 4)), r#"424["message","not json {"]"#);
+        assert_eq!(frame(&SioPacket::connect("/a", Some(json!({"token": "t"})))), r#"40/a,{"token":"t"}"#);
     }
 }

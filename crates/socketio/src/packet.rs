@@ -179,6 +179,41 @@ pub enum DecodeError {
 }
 
 impl Packet {
+    /// A client's CONNECT to `nsp`, with its `auth` object (none: an empty payload).
+    pub fn connect(nsp: &str, auth: Option<Value>) -> Packet {
+        Packet { kind: PacketType::Connect, nsp: nsp.to_owned(), id: None, data: auth, attachments: Vec::new() }
+    }
+
+    /// A DISCONNECT from `nsp`.
+    pub fn disconnect(nsp: &str) -> Packet {
+        Packet { kind: PacketType::Disconnect, nsp: nsp.to_owned(), id: None, data: None, attachments: Vec::new() }
+    }
+
+    /// The acknowledgement `id` on `nsp` with these arguments.
+    pub fn ack(nsp: &str, id: u64, args: Vec<Value>) -> Packet {
+        Packet {
+            kind: PacketType::Ack,
+            nsp: nsp.to_owned(),
+            id: Some(id),
+            data: Some(Value::Array(args)),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// The event name and its arguments, for event packets (`None` for other types).
+    pub fn event_parts(&self) -> Option<(&str, &[Value])> {
+        if !matches!(self.kind, PacketType::Event | PacketType::BinaryEvent) {
+            return None;
+        }
+        match self.data.as_ref()? {
+            Value::Array(a) => match a.split_first()? {
+                (Value::String(name), args) => Some((name, args)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// An event on `nsp`: `["name", args…]`.
     pub fn event(nsp: &str, name: &str, args: Vec<Value>, id: Option<u64>) -> Packet {
         let mut a = Vec::with_capacity(args.len() + 1);
@@ -445,6 +480,10 @@ mod tests {
                     attachments: vec![],
                 },
             ),
+            ("0", Packet::connect("/", None)),
+            ("0/admin,{\"token\":\"t\"}", Packet::connect("/admin", Some(json!({"token": "t"})))),
+            ("1/admin,", Packet::disconnect("/admin")),
+            ("3/admin,7[1]", Packet::ack("/admin", 7, vec![json!(1)])),
             ("2[\"foo\"]", Packet::event("/", "foo", vec![], None)),
             ("2/admin,[\"bar\"]", Packet::event("/admin", "bar", vec![], None)),
             ("212[\"foo\"]", Packet::event("/", "foo", vec![], Some(12))),

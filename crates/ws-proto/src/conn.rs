@@ -101,6 +101,9 @@ pub struct Connection {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     ping_seq: u64,
+    /// Bytes of the text frame at the front of the read buffer (after the UTF-8 carried over
+    /// from earlier fragments) already validated while the frame is incomplete.
+    peek_checked: usize,
 }
 
 impl Connection {
@@ -125,6 +128,7 @@ impl Connection {
             next_ping,
             pong_deadline: None,
             ping_seq: 0,
+            peek_checked: 0,
         }
     }
 
@@ -195,8 +199,14 @@ impl Connection {
                 Err(e) => return Err(self.fail(e)),
             };
             if buf.len() - hlen < len {
+                // Fail fast on text that can never become valid UTF-8, before the rest of
+                // the frame arrives (RFC 6455 §8.1).
+                if let Err(e) = self.check_partial_frame_utf8(&hdr, &buf[hlen..]) {
+                    return Err(self.fail(e));
+                }
                 return Ok(None);
             }
+            self.peek_checked = 0;
             buf.advance(hlen);
             let mut payload = buf.split_to(len);
             if let Some(key) = hdr.mask {
@@ -207,6 +217,35 @@ impl Connection {
                 Ok(None) => {}
                 Err(e) => return Err(self.fail(e)),
             }
+        }
+    }
+
+    /// Validates the UTF-8 of an incomplete, uncompressed text frame as far as it has
+    /// arrived (`avail`: its payload so far, still masked), continuing from the bytes a
+    /// fragmented message carried over and from what earlier calls checked.
+    fn check_partial_frame_utf8(&mut self, h: &FrameHeader, avail: &[u8]) -> Result<(), ProtocolError> {
+        let carried: &[u8] = match (h.opcode, &self.assembly) {
+            (OpCode::Text, None) if h.rsv == 0 => &[],
+            (OpCode::Continuation, Some(a)) if a.text && !a.transformed => &a.data[a.utf8_checked..],
+            _ => return Ok(()),
+        };
+        let total = carried.len() + avail.len();
+        if total <= self.peek_checked {
+            return Ok(());
+        }
+        let mut chunk = Vec::with_capacity(total - self.peek_checked);
+        for j in self.peek_checked..total {
+            chunk.push(match j.checked_sub(carried.len()) {
+                None => carried[j],
+                Some(i) => avail[i] ^ h.mask.map_or(0, |k| k[i % 4]),
+            });
+        }
+        match utf8::validate_partial(&chunk) {
+            Partial::ValidUpTo(n) => {
+                self.peek_checked += n;
+                Ok(())
+            }
+            Partial::Invalid => Err(ProtocolError::InvalidUtf8),
         }
     }
 
@@ -340,6 +379,7 @@ impl Connection {
     /// Records a protocol failure: queue a Close with the error's code unless one was sent.
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
         self.failed = true;
+        self.peek_checked = 0;
         self.assembly = None;
         self.pending_pong = None;
         self.pending_ping = None;

@@ -642,3 +642,41 @@ fn prepared_frames_equal_what_send_writes() {
     c.close(None, Instant::now()).unwrap();
     assert!(c.prepared_ok().is_err());
 }
+
+#[test]
+fn f16_invalid_utf8_fails_before_the_frame_is_complete() {
+    // Autobahn 6.4.3/6.4.4: one text frame arrives in chops; the second chop holds a sequence
+    // above U+10FFFF. The connection fails then, not when the frame completes.
+    let payload: &[u8] = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited";
+    let wire = cf(true, 1, payload);
+    let hlen = wire.len() - payload.len();
+    let mut s = server();
+    let mut buf = BytesMut::from(&wire[..hlen + 11]);
+    assert_eq!(s.read(&mut buf, Instant::now()), Ok(None));
+    buf.extend_from_slice(&wire[hlen + 11..hlen + 15]);
+    assert_eq!(s.read(&mut buf, Instant::now()), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(queued_close_code(&mut s), Some(1007));
+    // Split inside a valid character, a byte at a time: no false alarm, message intact.
+    let text = "κόσμε €𝄞 ok".repeat(3);
+    let wire = cf(true, 1, text.as_bytes());
+    let mut s = server();
+    let mut buf = BytesMut::new();
+    let mut got = None;
+    for b in &wire {
+        buf.extend_from_slice(&[*b]);
+        if let Some(m) = s.read(&mut buf, Instant::now()).unwrap() {
+            got = Some(m);
+        }
+    }
+    assert_eq!(got, Some(Message::text(text.clone())));
+    // A continuation carries over a character cut between fragments, then turns invalid in
+    // its incomplete second frame.
+    let mut s = server();
+    let mut wire = cf(false, 1, b"a\xe2\x82");
+    let cont = cf(true, 0, b"\xac\xff\xffmore");
+    let chl = cont.len() - 7;
+    wire.extend_from_slice(&cont[..chl + 2]);
+    let (m, e) = feed(&mut s, &wire);
+    assert!(m.is_empty());
+    assert_eq!(e, Some(ProtocolError::InvalidUtf8));
+}
