@@ -430,7 +430,7 @@ impl Hub {
     }
 }
 
-/// Expiry watch (security A2): disconnects when the token expires, unless it was refreshed
+/// Expiry watch (security: A2): disconnects when the token expires, unless it was refreshed
 /// in band. `still` returns the current expiry, `None` once the client is gone.
 pub async fn watch_expiry<F, G>(mut exp: u64, still: F, expire: G)
 where

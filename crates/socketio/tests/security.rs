@@ -1,4 +1,4 @@
-//! ../shared/SECURITY.md rows E1–E17 against a running server, from the outside: raw HTTP
+//! The rows E1–E17 of docs/security.md against a running server, from the outside: raw HTTP
 //! requests, raw Engine.IO/Socket.IO packets over polling and over WebSocket.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

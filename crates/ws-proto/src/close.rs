@@ -86,7 +86,7 @@ pub struct CloseFrame {
 
 impl CloseFrame {
     /// A close frame to send, validated: the code must be [sendable](CloseCode::is_sendable)
-    /// and the reason at most [`MAX_CLOSE_REASON`] bytes (SECURITY F20).
+    /// and the reason at most [`MAX_CLOSE_REASON`] bytes (security: F20).
     pub fn new(code: CloseCode, reason: &str) -> Result<Self, crate::error::SendError> {
         if !code.is_sendable() {
             return Err(crate::error::SendError::InvalidCloseCode(code.0));
@@ -100,7 +100,7 @@ impl CloseFrame {
     /// Parses the payload of a received Close frame (RFC 6455 §5.5.1).
     ///
     /// `Ok(None)` for an empty payload (status 1005 to the application). A 1-byte payload or an
-    /// invalid code is 1002; a reason that is not UTF-8 is 1007 (SECURITY F17).
+    /// invalid code is 1002; a reason that is not UTF-8 is 1007 (security: F17).
     pub fn parse(payload: &Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
         match payload.len() {
             0 => Ok(None),

@@ -1,5 +1,5 @@
 //! Limits and timers. Every field has a safe default; each documents its unit and the attack it
-//! prevents (the rows of the project's security table are named in brackets).
+//! prevents (the rows of the project's security table, docs/security.md, are named in brackets).
 
 use std::time::Duration;
 

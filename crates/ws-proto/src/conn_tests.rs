@@ -1,4 +1,4 @@
-//! State-machine tests, named after the rows of the security table they cover.
+//! State-machine tests, named after the rows of the security table (docs/security.md) they cover.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The I/O layer against a real loopback socket: handshake rows of the security table, client
+//! The I/O layer against a real loopback socket: handshake rows of the security table (docs/security.md), client
 //! response validation, split halves, back-pressure, hyper upgrade, keepalive, TLS, cancel safety.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,7 +1,7 @@
 //! In-repo conformance suite: scripted raw frames against our server and our client, by
 //! category (framing, ping/pong, reserved bits, opcodes, fragmentation, UTF-8, close handling,
 //! limits). Each case states what must come back and which close code ends it; the server
-//! must then close TCP first. Rows of the security table are named in the case names.
+//! must then close TCP first. Rows of the security table (docs/security.md) are named in the case names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
