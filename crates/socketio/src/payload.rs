@@ -271,37 +271,28 @@ impl SeqSer<'_> {
     }
 }
 
-impl ser::SerializeSeq for SeqSer<'_> {
-    type Ok = Value;
-    type Error = serde_json::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), serde_json::Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, serde_json::Error> {
-        Ok(Value::Array(self.items))
-    }
+/// The three sequence traits of serde differ only in the element method's name.
+macro_rules! seq_impls {
+    ($($trait:ident :: $method:ident;)*) => {
+        $(
+            impl ser::$trait for SeqSer<'_> {
+                type Ok = Value;
+                type Error = serde_json::Error;
+                fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), serde_json::Error> {
+                    self.push(value)
+                }
+                fn end(self) -> Result<Value, serde_json::Error> {
+                    Ok(Value::Array(self.items))
+                }
+            }
+        )*
+    };
 }
 
-impl ser::SerializeTuple for SeqSer<'_> {
-    type Ok = Value;
-    type Error = serde_json::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), serde_json::Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, serde_json::Error> {
-        Ok(Value::Array(self.items))
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqSer<'_> {
-    type Ok = Value;
-    type Error = serde_json::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), serde_json::Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, serde_json::Error> {
-        Ok(Value::Array(self.items))
-    }
+seq_impls! {
+    SerializeSeq::serialize_element;
+    SerializeTuple::serialize_element;
+    SerializeTupleStruct::serialize_field;
 }
 
 struct MapSer<'a> {
