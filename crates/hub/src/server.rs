@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +35,35 @@ fn json_response(status: StatusCode, v: Value) -> Response {
     (status, Json(v)).into_response()
 }
 
+/// The one error shape of the HTTP API, whatever refused the request (a handler, a body that
+/// does not parse, an unknown field, a size limit, an unknown path or method):
+/// `{"ok": false, "error": "<what is wrong>"}` with the status.
+fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
+    json_response(status, json!({"ok": false, "error": error.into()}))
+}
+
+/// Largest API request body, in bytes (413 above it).
+pub const API_BODY_LIMIT: usize = 1 << 20;
+
+/// A JSON request body whose rejections (not JSON, wrong content type, too large, a missing
+/// or unknown field, a wrong type) answer in the API's error shape; 422 names the field.
+struct ApiJson<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(api_error(e.status(), e.body_text())),
+        }
+    }
+}
+
 /// The router.
 pub fn router(hub: Arc<Hub>) -> Router {
     let api = Router::new()
@@ -56,6 +86,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .merge(api)
+        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such path") })
+        .method_not_allowed_fallback(|| async {
+            api_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(hub.clone())
         .layer(hub.io.layer())
 }
@@ -87,13 +122,14 @@ async fn require_key(State(hub): State<Arc<Hub>>, req: Request, next: axum::midd
         let ok = keys.iter().fold(false, |acc, k| secret_eq(k, given) | acc);
         if !ok {
             hub.metrics.handshake_failure("api_key");
-            return json_response(StatusCode::UNAUTHORIZED, json!({"ok": false, "error": "missing or wrong API key"}));
+            return api_error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
         }
     }
     next.run(req).await
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EmitReq {
     event: String,
     #[serde(default)]
@@ -106,9 +142,9 @@ struct EmitReq {
     except: Vec<String>,
 }
 
-async fn api_emit(State(hub): State<Arc<Hub>>, Json(r): Json<EmitReq>) -> Response {
+async fn api_emit(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<EmitReq>) -> Response {
     if switchboard_socketio::is_reserved_event(&r.event) || r.event.is_empty() {
-        return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "bad event name"}));
+        return api_error(StatusCode::BAD_REQUEST, "bad event name");
     }
     let mut rooms = r.rooms;
     rooms.extend(r.users.iter().map(|u| format!("user:{u}")));
@@ -117,6 +153,7 @@ async fn api_emit(State(hub): State<Arc<Hub>>, Json(r): Json<EmitReq>) -> Respon
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CallReq {
     to: Option<String>,
     user: Option<String>,
@@ -126,40 +163,44 @@ struct CallReq {
     timeout_ms: Option<u64>,
 }
 
-async fn api_call(State(hub): State<Arc<Hub>>, Json(r): Json<CallReq>) -> Response {
+async fn api_call(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<CallReq>) -> Response {
     let max = hub.config.api.max_call_timeout_ms;
     let timeout = Duration::from_millis(r.timeout_ms.unwrap_or(5000).min(max));
     let (target, user) = match (r.to, r.user) {
         (Some(t), _) => (t, false),
         (None, Some(u)) => (u, true),
-        (None, None) => {
-            return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "give `to` or `user`"}))
-        }
+        (None, None) => return api_error(StatusCode::BAD_REQUEST, "give `to` or `user`"),
     };
     match hub.call(&target, user, &r.event, &r.data, timeout).await {
         Ok(data) => json_response(StatusCode::OK, json!({"ok": true, "data": data})),
-        Err(e) if e == "no such client" => json_response(StatusCode::NOT_FOUND, json!({"ok": false, "error": e})),
-        Err(e) => json_response(StatusCode::GATEWAY_TIMEOUT, json!({"ok": false, "error": e})),
+        Err(e) if e == "no such client" => api_error(StatusCode::NOT_FOUND, e),
+        Err(e) => api_error(StatusCode::GATEWAY_TIMEOUT, e),
     }
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RoomQuery {
     room: Option<String>,
 }
 
-async fn api_sockets(State(hub): State<Arc<Hub>>, Query(q): Query<RoomQuery>) -> Response {
+async fn api_sockets(State(hub): State<Arc<Hub>>, q: Result<Query<RoomQuery>, QueryRejection>) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return api_error(e.status(), e.body_text()),
+    };
     json_response(StatusCode::OK, json!({"clients": hub.list(q.room.as_deref()).await}))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IdsReq {
     #[serde(default)]
     ids: Vec<String>,
     room: Option<String>,
 }
 
-async fn api_disconnect(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Response {
+async fn api_disconnect(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> Response {
     let mut ids = r.ids;
     if let Some(room) = &r.room {
         for c in hub.list(Some(room)).await {
@@ -172,9 +213,9 @@ async fn api_disconnect(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> R
     json_response(StatusCode::OK, json!({"ok": true, "disconnected": n}))
 }
 
-async fn api_join(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Response {
+async fn api_join(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> Response {
     let Some(room) = r.room else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "room"}));
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, "missing field `room`");
     };
     let mut joined = 0;
     for id in &r.ids {
@@ -185,9 +226,9 @@ async fn api_join(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Respons
     json_response(StatusCode::OK, json!({"ok": true, "joined": joined}))
 }
 
-async fn api_leave(State(hub): State<Arc<Hub>>, Json(r): Json<IdsReq>) -> Response {
+async fn api_leave(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> Response {
     let Some(room) = r.room else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "room"}));
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, "missing field `room`");
     };
     for id in &r.ids {
         hub.leave(id, &room).await;

@@ -705,3 +705,97 @@ async fn r3_half_open_clients_are_detected_by_protocol_pings() {
     .await;
     assert!(closed.is_ok() && t0.elapsed() >= Duration::from_millis(500));
 }
+
+/// One raw HTTP/1.1 request (`Connection: close`): status and body.
+async fn raw_http(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let _ = tcp.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+}
+
+/// Whether nothing but pings arrives on `ws` for `ms`.
+async fn quiet(ws: &mut Ws, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), async {
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Text(t))) if &*t == "2" => {
+                    let _ = ws.send(Message::text("3")).await;
+                }
+                Some(Ok(Message::Text(t))) => return t.to_string(),
+                Some(Ok(_)) => {}
+                _ => return "closed".to_owned(),
+            }
+        }
+    })
+    .await
+    .is_err()
+}
+
+#[tokio::test]
+async fn api_bodies_are_strict_and_every_error_has_one_json_shape() {
+    let hub = Hub::start(&[], "").await;
+    let (mut a, _) = sio(hub.addr, Some(&token("alice", 600, &["chat:lobby"]))).await;
+    until(&mut a, "welcome").await;
+    let is_error = |v: &Value| v["ok"] == json!(false) && v["error"].as_str().is_some_and(|e| !e.is_empty());
+    // A typo (`room` for `rooms`) is refused, naming the field, and nothing is delivered.
+    let (s, r) = hub.api("POST", "/api/emit", json!({"event": "x", "data": 1, "room": "chat:lobby"})).await;
+    assert_eq!(s, 422, "{r}");
+    assert!(is_error(&r) && r["error"].as_str().unwrap().contains("`room`"), "{r}");
+    assert!(quiet(&mut a, 300).await, "a refused emit was delivered");
+    // The same on every body: call, join, leave, disconnect.
+    for (path, body) in [
+        ("/api/call", json!({"to": "x", "event": "e", "timeout": 5})),
+        ("/api/join", json!({"ids": [], "room": "r", "id": "x"})),
+        ("/api/leave", json!({"ids": [], "rooms": ["r"]})),
+        ("/api/disconnect", json!({"id": "x"})),
+    ] {
+        let (s, r) = hub.api("POST", path, body).await;
+        assert_eq!(s, 422, "{path}: {r}");
+        assert!(is_error(&r), "{path}: {r}");
+    }
+    // A missing field, a wrong type: 422 naming it.
+    let (s, r) = hub.api("POST", "/api/emit", json!({"data": 1})).await;
+    assert!(s == 422 && r["error"].as_str().unwrap().contains("`event`"), "{s} {r}");
+    let (s, r) = hub.api("POST", "/api/emit", json!({"event": 5})).await;
+    assert!(s == 422 && is_error(&r), "{s} {r}");
+    let auth = format!("Authorization: Bearer {API_KEY}");
+    // Not JSON, no JSON content type, too large: 400, 415, 413, all in the same shape.
+    let (s, r) =
+        raw_http(hub.addr, &format!("POST /api/emit HTTP/1.1\r\n{auth}\r\nContent-Type: application/json"), b"{nope")
+            .await;
+    assert!(s == 400 && is_error(&r), "{s} {r}");
+    let (s, r) =
+        raw_http(hub.addr, &format!("POST /api/emit HTTP/1.1\r\n{auth}\r\nContent-Type: text/plain"), b"{}").await;
+    assert!(s == 415 && is_error(&r), "{s} {r}");
+    let big = format!("{{\"event\":\"x\",\"data\":\"{}\"}}", "a".repeat(1 << 20));
+    let (s, r) = raw_http(
+        hub.addr,
+        &format!("POST /api/emit HTTP/1.1\r\n{auth}\r\nContent-Type: application/json"),
+        big.as_bytes(),
+    )
+    .await;
+    assert!(s == 413 && is_error(&r), "{s} {r}");
+    // Unknown paths and methods, a bad query.
+    let (s, r) = hub.api("GET", "/api/nope", Value::Null).await;
+    assert!(s == 404 && is_error(&r), "{s} {r}");
+    let (s, r) = hub.api("DELETE", "/api/emit", Value::Null).await;
+    assert!(s == 405 && is_error(&r), "{s} {r}");
+    let (s, r) = hub.api("GET", "/api/sockets?rooom=x", Value::Null).await;
+    assert!(s == 400 && is_error(&r), "{s} {r}");
+    // The OpenAPI document says so: strict bodies, the one error shape.
+    let (_, doc) = http(hub.addr, "GET", "/api/openapi.json", &[], &Value::Null).await;
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    let emit = &doc["paths"]["/api/emit"]["post"];
+    assert_eq!(emit["requestBody"]["content"]["application/json"]["schema"]["additionalProperties"], json!(false));
+    assert_eq!(emit["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error");
+    // A correct body still works.
+    let (s, r) = hub.api("POST", "/api/emit", json!({"event": "x", "data": 1, "rooms": ["chat:lobby"]})).await;
+    assert_eq!((s, r["delivered"].as_u64()), (200, Some(1)), "{r}");
+}
