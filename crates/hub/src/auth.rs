@@ -20,18 +20,67 @@ pub struct Identity {
     pub anonymous: bool,
 }
 
-/// Why a client was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a client was refused: a stable [`code`](AuthError::code) for programs and a short
+/// message for people (never the parser's internals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// No token and anonymous clients are not admitted.
     #[error("a token is required")]
     Missing,
-    /// The token is malformed, its signature or claims are wrong, or it expired.
-    #[error("invalid token: {0}")]
-    Invalid(String),
+    /// Not a JWT: not three base64url parts, or a header or claims that are not JSON of the
+    /// expected shape.
+    #[error("the token is malformed")]
+    Malformed,
+    /// The signature does not verify with the key.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// `exp` has passed (with no leeway at the handshake: the hub would disconnect at once).
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// A required claim (`sub`, `exp`) is missing, or `aud`/`iss` do not match.
+    #[error("the token's claims are not accepted")]
+    Claims,
     /// The token's algorithm or `kid` matches no configured key (security: A1).
-    #[error("token key or algorithm not accepted")]
+    #[error("the token's key or algorithm is not accepted")]
     KeyNotAccepted,
+}
+
+impl AuthError {
+    /// A stable, machine-readable reason: `token_missing`, `token_malformed`,
+    /// `token_bad_signature`, `token_expired`, `token_not_yet_valid`, `token_claims`,
+    /// `token_key_not_accepted`.
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthError::Missing => "token_missing",
+            AuthError::Malformed => "token_malformed",
+            AuthError::BadSignature => "token_bad_signature",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::Claims => "token_claims",
+            AuthError::KeyNotAccepted => "token_key_not_accepted",
+        }
+    }
+
+    /// `{code, message}`, as refusals carry it.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"code": self.code(), "message": self.to_string()})
+    }
+
+    fn from_jwt(e: &jsonwebtoken::errors::Error) -> AuthError {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::InvalidSignature => AuthError::BadSignature,
+            K::ExpiredSignature => AuthError::Expired,
+            K::ImmatureSignature => AuthError::NotYetValid,
+            K::MissingRequiredClaim(_) | K::InvalidAudience | K::InvalidIssuer | K::InvalidSubject => AuthError::Claims,
+            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => AuthError::KeyNotAccepted,
+            _ => AuthError::Malformed,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +176,7 @@ impl Verifier {
     /// Verifies a token: the header's `kid` must name a key (if given) and its `alg` must be
     /// that key's algorithm; `exp` and `sub` are required (security: A1).
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::from_jwt(&e))?;
         let candidates: Vec<&Key> = match &header.kid {
             Some(kid) => self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid.as_str())).collect(),
             None => self.keys.iter().collect(),
@@ -148,9 +197,14 @@ impl Verifier {
             match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
                 Ok(data) => {
                     let c = data.claims;
+                    // The leeway allows for clock skew on `nbf`, but a token already past its
+                    // `exp` would be disconnected the moment it is admitted: refuse it now.
+                    if c.exp.is_some_and(|exp| exp <= now_s()) {
+                        return Err(AuthError::Expired);
+                    }
                     return Ok(Identity { sub: c.sub, exp: c.exp, rooms: c.rooms, anonymous: false });
                 }
-                Err(e) => last = AuthError::Invalid(e.to_string()),
+                Err(e) => last = AuthError::from_jwt(&e),
             }
         }
         Err(last)

@@ -89,7 +89,8 @@ pub struct Auth {
     pub audience: Option<String>,
     /// Required `iss` claim, if set.
     pub issuer: Option<String>,
-    /// Clock skew allowed on `exp`/`nbf`, in seconds.
+    /// Clock skew allowed on `nbf`, in seconds. A token already past its `exp` is refused at
+    /// the handshake whatever the leeway (it would be disconnected at once otherwise).
     pub leeway_s: u64,
 }
 

@@ -483,7 +483,7 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                     }
                     Err(e) => {
                         hub.metrics.handshake_failure("auth");
-                        Err(ConnectError::new("unauthorized").with_data(json!({"reason": e.to_string()})))
+                        Err(ConnectError::new("unauthorized").with_data(e.to_json()))
                     }
                 }
             }
@@ -541,7 +541,7 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                         json!({"ok": true, "exp": exp})
                     }
                     (Ok(_), _) => refusal("token is for another user"),
-                    (Err(e), _) => refusal(&e.to_string()),
+                    (Err(e), _) => json!({"ok": false, "error": e.to_string(), "code": e.code()}),
                 };
                 let _ = ev.ack(&reply);
             }

@@ -281,7 +281,10 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
         Ok(i) => i,
         Err(e) => {
             hub.metrics.handshake_failure("auth");
-            return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+            let mut body = e.to_json();
+            body["ok"] = json!(false);
+            body["error"] = json!(e.to_string());
+            return json_response(StatusCode::UNAUTHORIZED, body);
         }
     };
     let s = &hub.config.server;
@@ -407,7 +410,7 @@ async fn handle_ws_text(hub: &Hub, client: &crate::hub::WsClient, text: &str) ->
                     json!({"ok": true, "exp": exp})
                 }
                 Ok(_) => json!({"ok": false, "error": "token is for another user"}),
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
+                Err(e) => json!({"ok": false, "error": e.to_string(), "code": e.code()}),
             };
             Some(reply(id, r))
         }

@@ -238,7 +238,9 @@ async fn python_client_with_a_jwt_gets_a_pushed_notification_and_answers_a_call(
     // Without a token: refused (anonymous is off).
     let (_, reply) = sio(hub.addr, None).await;
     assert!(
-        reply.starts_with("44{\"data\":{\"reason\":\"a token is required\"},\"message\":\"unauthorized\"}"),
+        reply.starts_with(
+            "44{\"data\":{\"code\":\"token_missing\",\"message\":\"a token is required\"},\"message\":\"unauthorized\"}"
+        ),
         "{reply}"
     );
 }
@@ -798,4 +800,56 @@ async fn api_bodies_are_strict_and_every_error_has_one_json_shape() {
     // A correct body still works.
     let (s, r) = hub.api("POST", "/api/emit", json!({"event": "x", "data": 1, "rooms": ["chat:lobby"]})).await;
     assert_eq!((s, r["delivered"].as_u64()), (200, Some(1)), "{r}");
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused_at_the_handshake_with_stable_reason_codes() {
+    // The default leeway (30 s) applies; a token 5 s past `exp` must not be welcomed and then
+    // kicked: it is refused at once, on both endpoints, with a code and a short message.
+    let hub = Hub::start(&["--anonymous", "false"], "").await;
+    let cases = [
+        (token("late", -5, &[]), "token_expired"),
+        ("abc.def.ghi".to_owned(), "token_malformed"),
+        (
+            encode(
+                &Header::new(Algorithm::HS256),
+                &json!({"sub": 42, "exp": 9999999999u64}),
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap(),
+            "token_malformed",
+        ),
+        (
+            encode(&Header::new(Algorithm::HS256), &json!({"sub": "x"}), &EncodingKey::from_secret(SECRET.as_bytes()))
+                .unwrap(),
+            "token_claims",
+        ),
+    ];
+    for (t, code) in &cases {
+        let (_, reply) = sio(hub.addr, Some(t)).await;
+        let v: Value = serde_json::from_str(reply.strip_prefix("44").unwrap_or_else(|| panic!("{reply}"))).unwrap();
+        assert_eq!(v["data"]["code"], *code, "{reply}");
+        let msg = v["data"]["message"].as_str().unwrap();
+        assert!(msg.len() < 60 && !msg.contains("JSON") && !msg.contains("invalid type"), "{msg}");
+        // /ws: 401 with the same code, in the API's JSON shape.
+        let (s, body) = http(
+            hub.addr,
+            "GET",
+            &format!("/ws?token={t}"),
+            &[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            &Value::Null,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{s} {body}"));
+        assert_eq!((s, &v["code"], &v["ok"]), (401, &json!(code), &json!(false)), "{body}");
+    }
+    // A valid token is welcomed and stays.
+    let (mut s, reply) = sio(hub.addr, Some(&token("ok", 600, &[]))).await;
+    assert!(reply.starts_with("40"), "{reply}");
+    until(&mut s, "welcome").await;
 }
