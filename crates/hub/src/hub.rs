@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use base64::Engine as _;
+use bytes::Bytes;
 use serde_json::{json, Value};
 use switchboard_socketio::engineio::{EngineConfig, Sid};
 use switchboard_socketio::{ConnectError, Handlers, Socket, SocketIo, SocketIoConfig};
@@ -136,7 +138,18 @@ impl Hub {
     /// Sends `event` with `data` to everyone in `rooms` (all clients when empty) on both
     /// endpoints, except the Socket.IO sockets or `/ws` clients named in `except` and the
     /// members of rooms named there. Returns the number of local deliveries.
-    pub async fn publish(&self, rooms: &[String], event: &str, data: &Value, except: &[String]) -> usize {
+    ///
+    /// `data` may carry binary: Socket.IO placeholders naming `bins` (from a Socket.IO client
+    /// or [`binary_from_json`]). Socket.IO members get the bytes as binary in place, `/ws`
+    /// members a `{"$binary": "<base64>"}` object in place.
+    pub async fn publish(
+        &self,
+        rooms: &[String],
+        event: &str,
+        data: &Value,
+        bins: &[Bytes],
+        except: &[String],
+    ) -> usize {
         let mut op = self.io.broadcast();
         if !rooms.is_empty() {
             op = op.to(rooms.to_vec());
@@ -144,7 +157,8 @@ impl Hub {
         if !except.is_empty() {
             op = op.except(except.to_vec());
         }
-        let mut delivered = op.emit(event, data).await.unwrap_or(0);
+        let mut delivered = op.emit_with(event, vec![data.clone()], bins.to_vec()).await.unwrap_or(0);
+        let data = &binary_to_json(data, bins);
         // `/ws` clients, with the room they are reached through.
         let targets: Vec<(Arc<WsClient>, Option<&String>)> = {
             let clients = self.ws_clients.read();
@@ -388,7 +402,9 @@ impl Hub {
 
     /// Handles a client's request common to both endpoints. `who`: its id; `ident`: its
     /// identity. Returns the reply.
-    pub async fn client_request(&self, who: &str, ident: &Identity, kind: &str, v: &Value) -> Value {
+    /// `bins`: the binary attachments a Socket.IO client sent with `v` (placeholders in `v`);
+    /// a `/ws` client sends binary as `{"$binary": "<base64>"}` objects instead.
+    pub async fn client_request(&self, who: &str, ident: &Identity, kind: &str, v: &Value, bins: &[Bytes]) -> Value {
         self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
         match kind {
             "subscribe" => {
@@ -408,13 +424,27 @@ impl Hub {
                 if !self.policy.allows(ident, &room, RoomAction::Publish) {
                     return refusal("permission denied");
                 }
-                let event = v.get("event").and_then(Value::as_str).unwrap_or("message");
-                if switchboard_socketio::is_reserved_event(event) || event.len() > 128 {
-                    return refusal("bad event name");
+                let event = match v.get("event") {
+                    None => "message",
+                    Some(Value::String(e)) => e.as_str(),
+                    Some(_) => return refusal("`event` must be a string"),
+                };
+                if let Err(e) = check_client_event(event) {
+                    return refusal(&e);
                 }
                 let data = v.get("data").cloned().unwrap_or(Value::Null);
                 let payload = json!({"from": ident.sub, "room": room, "data": data});
-                let n = self.publish(&[room], event, &payload, &[who.to_owned()]).await;
+                // Binary from a `/ws` client comes as `$binary` objects; from Socket.IO, as
+                // attachments already.
+                let (payload, bins) = if bins.is_empty() {
+                    match binary_from_json(&payload) {
+                        Ok(x) => x,
+                        Err(e) => return refusal(&e),
+                    }
+                } else {
+                    (payload, bins.to_vec())
+                };
+                let n = self.publish(&[room], event, &payload, &bins, &[who.to_owned()]).await;
                 json!({"ok": true, "delivered": n})
             }
             channel if self.config.collect.channels.iter().any(|c| c == channel) => {
@@ -427,6 +457,72 @@ impl Hub {
             }
             _ => refusal("unknown request"),
         }
+    }
+}
+
+/// Event names clients may not publish: the hub's own events (what it sends, and the requests
+/// clients make) and Socket.IO's reserved names, so that no member can be sent something that
+/// looks like it came from the hub. The backend API may use `notification` (it is the hub's
+/// notification channel); clients may not.
+pub const HUB_RESERVED_EVENTS: [&str; 8] =
+    ["welcome", "auth_expired", "notification", "subscribe", "unsubscribe", "publish", "refresh", "ping"];
+
+/// Checks an event name a client wants to publish under; `Err` says what is wrong.
+pub fn check_client_event(event: &str) -> Result<(), String> {
+    if event.is_empty() {
+        return Err("the event name is empty".into());
+    }
+    if event.len() > 128 {
+        return Err("the event name is longer than 128 bytes".into());
+    }
+    if switchboard_socketio::is_reserved_event(event) || HUB_RESERVED_EVENTS.contains(&event) {
+        return Err(format!("`{event}` is reserved for the hub"));
+    }
+    Ok(())
+}
+
+/// Binary in JSON, as `/ws` clients and the HTTP API write it: every object
+/// `{"$binary": "<base64>"}` becomes a Socket.IO placeholder and its bytes an attachment.
+/// `Err` for a `$binary` value that is not standard base64.
+pub fn binary_from_json(v: &Value) -> Result<(Value, Vec<Bytes>), String> {
+    fn walk(v: &Value, bins: &mut Vec<Bytes>) -> Result<Value, String> {
+        Ok(match v {
+            Value::Object(o) if o.len() == 1 && o.contains_key("$binary") => {
+                let b64 = o.get("$binary").and_then(Value::as_str).ok_or("`$binary` must be a base64 string")?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| "`$binary` is not valid base64".to_owned())?;
+                bins.push(Bytes::from(bytes));
+                json!({"_placeholder": true, "num": bins.len() - 1})
+            }
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, x)| Ok((k.clone(), walk(x, bins)?))).collect::<Result<_, String>>()?)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, bins)).collect::<Result<_, _>>()?),
+            v => v.clone(),
+        })
+    }
+    let mut bins = Vec::new();
+    let out = walk(v, &mut bins)?;
+    Ok((out, bins))
+}
+
+/// The reverse of [`binary_from_json`], for `/ws` recipients: placeholders naming `bins`
+/// become `{"$binary": "<base64>"}`.
+pub fn binary_to_json(v: &Value, bins: &[Bytes]) -> Value {
+    if bins.is_empty() {
+        return v.clone();
+    }
+    match v {
+        Value::Object(o) if o.len() == 2 && o.get("_placeholder") == Some(&Value::Bool(true)) => {
+            match o.get("num").and_then(Value::as_u64).and_then(|n| bins.get(n as usize)) {
+                Some(b) => json!({"$binary": base64::engine::general_purpose::STANDARD.encode(b)}),
+                None => v.clone(),
+            }
+        }
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), binary_to_json(x, bins))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| binary_to_json(x, bins)).collect()),
+        v => v.clone(),
     }
 }
 
@@ -552,7 +648,8 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 let Some(hub) = hub.upgrade() else { return };
                 let Some(id) = hub.ident(socket.id()) else { return };
                 let arg = ev.args.first().cloned().unwrap_or(Value::Null);
-                let reply = hub.client_request(&socket.id().to_string(), &id, &ev.name.clone(), &arg).await;
+                let bins = std::mem::take(&mut ev.binary);
+                let reply = hub.client_request(&socket.id().to_string(), &id, &ev.name.clone(), &arg, &bins).await;
                 let _ = ev.ack(&reply);
             }
         });

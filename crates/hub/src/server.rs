@@ -148,7 +148,11 @@ async fn api_emit(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<EmitReq>) -> 
     }
     let mut rooms = r.rooms;
     rooms.extend(r.users.iter().map(|u| format!("user:{u}")));
-    let n = hub.publish(&rooms, &r.event, &r.data, &r.except).await;
+    let (data, bins) = match crate::hub::binary_from_json(&r.data) {
+        Ok(x) => x,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
+    };
+    let n = hub.publish(&rooms, &r.event, &data, &bins, &r.except).await;
     json_response(StatusCode::OK, json!({"ok": true, "delivered": n}))
 }
 
@@ -417,7 +421,7 @@ async fn handle_ws_text(hub: &Hub, client: &crate::hub::WsClient, text: &str) ->
         "ping" => Some(json!({"type": "pong", "id": id}).to_string()),
         _ => {
             let ident = client.ident.read().clone();
-            let r = hub.client_request(&client.id, &ident, kind, &v).await;
+            let r = hub.client_request(&client.id, &ident, kind, &v, &[]).await;
             Some(reply(id, r))
         }
     }

@@ -853,3 +853,83 @@ async fn expired_tokens_are_refused_at_the_handshake_with_stable_reason_codes() 
     assert!(reply.starts_with("40"), "{reply}");
     until(&mut s, "welcome").await;
 }
+
+/// The next binary frame on `ws` (text frames and pings are skipped).
+async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.recv()).await.expect("no binary frame") {
+            Some(Ok(Message::Binary(b))) => return b.to_vec(),
+            Some(Ok(Message::Text(t))) if &*t == "2" => ws.send(Message::text("3")).await.unwrap(),
+            Some(Ok(_)) => {}
+            other => panic!("closed while waiting for binary: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn publish_forwards_binary_and_refuses_the_hubs_own_event_names() {
+    let hub = Hub::start(&[], "").await;
+    let lobby = ["chat:lobby"];
+    let (mut a, _) = sio(hub.addr, Some(&token("alice", 600, &lobby))).await;
+    until(&mut a, "welcome").await;
+    let (mut b, _) = sio(hub.addr, Some(&token("bob", 600, &lobby))).await;
+    until(&mut b, "welcome").await;
+    let mut c = ws_client(hub.addr, &token("carol", 600, &lobby)).await;
+    // Socket.IO → Socket.IO (binary in place) and /ws (`$binary`, base64, in place).
+    a.send(Message::text(
+        r#"451-1["publish",{"room":"chat:lobby","event":"file","data":{"name":"a","blob":{"_placeholder":true,"num":0}}}]"#,
+    ))
+    .await
+    .unwrap();
+    a.send(Message::binary(vec![1u8, 2, 3, 255])).await.unwrap();
+    let ack = until(&mut a, "431").await;
+    assert!(ack.contains("\"ok\":true") && ack.contains("\"delivered\":2"), "{ack}");
+    let head = until(&mut b, "file").await;
+    assert!(head.starts_with("451-[\"file\""), "{head}");
+    let v: Value = serde_json::from_str(&head[4..]).unwrap();
+    assert_eq!(v[1]["data"]["blob"], json!({"_placeholder": true, "num": 0}), "{head}");
+    assert_eq!(v[1]["from"], "alice");
+    assert_eq!(next_binary(&mut b).await, vec![1u8, 2, 3, 255]);
+    let ev: Value = serde_json::from_str(&until(&mut c, "\"file\"").await).unwrap();
+    assert_eq!(ev["data"]["data"], json!({"name": "a", "blob": {"$binary": "AQID/w=="}}), "{ev}");
+    // /ws → Socket.IO: a `$binary` object becomes binary.
+    c.send(Message::text(
+        json!({"type": "publish", "room": "chat:lobby", "event": "file2", "data": {"blob": {"$binary": "CQg="}}, "id": 1})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    assert!(until(&mut c, "\"reply\"").await.contains("\"ok\":true"));
+    assert!(until(&mut b, "file2").await.starts_with("451-[\"file2\""));
+    assert_eq!(next_binary(&mut b).await, vec![9u8, 8]);
+    // Bad base64 is refused, not forwarded as is.
+    c.send(Message::text(
+        json!({"type": "publish", "room": "chat:lobby", "event": "x", "data": {"$binary": "%%%"}, "id": 2}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert!(until(&mut c, "\"reply\"").await.contains("base64"));
+    // The hub's own names, Socket.IO's reserved ones and the empty name are refused on both
+    // endpoints; nobody receives anything.
+    until(&mut a, "file2").await;
+    for (i, name) in ["welcome", "auth_expired", "notification", "subscribe", "", "disconnect"].iter().enumerate() {
+        a.send(Message::text(format!(r#"42{}["publish",{{"room":"chat:lobby","event":"{name}","data":1}}]"#, 10 + i)))
+            .await
+            .unwrap();
+        let reply = until(&mut a, &format!("43{}", 10 + i)).await;
+        assert!(reply.contains("\"ok\":false") && (reply.contains("reserved") || reply.contains("empty")), "{reply}");
+        c.send(Message::text(
+            json!({"type": "publish", "room": "chat:lobby", "event": name, "data": 1, "id": 20 + i}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let reply = until(&mut c, "\"reply\"").await;
+        assert!(reply.contains("\"ok\":false"), "{name}: {reply}");
+    }
+    assert!(quiet(&mut b, 300).await, "a refused publish reached a member");
+    // The backend API may still send notifications.
+    let (s, _) = hub.api("POST", "/api/emit", json!({"event": "notification", "data": {"$binary": "AA=="}})).await;
+    assert_eq!(s, 200);
+    assert!(until(&mut b, "notification").await.starts_with("451-"));
+    assert_eq!(next_binary(&mut b).await, vec![0u8]);
+}
