@@ -40,10 +40,19 @@ pub struct Server {
     pub tls_key: Option<PathBuf>,
     /// Allowed `Origin`s (exact scheme://host:port). Empty: any origin.
     pub origins: Vec<String>,
-    /// Open connections per client IP; above it new connections are closed at once.
+    /// Clients (a `/ws` connection, a Socket.IO connection on any transport) open per client
+    /// address, for their whole life; above it a new one is refused (`/ws`: 503, Socket.IO:
+    /// 403 `{"code":4}`). The address is the peer's, or behind `trusted_proxies` the one they
+    /// forward.
     pub max_connections_per_ip: usize,
-    /// Open connections in all.
+    /// Clients open in all (same rule). TCP connections are capped too, at twice these
+    /// numbers plus headroom (a long-polling client may hold two at once, the API and the
+    /// page need some): 2 × per IP + 16 per address (none for trusted proxies), 2 × total + 64.
     pub max_connections: usize,
+    /// Reverse proxies (addresses or CIDR blocks, e.g. `"127.0.0.1"`, `"10.0.0.0/8"`) whose
+    /// `X-Forwarded-For` / `Forwarded` headers name the client. Those headers are ignored from
+    /// anyone else. Empty (the default): the peer's address is the client's.
+    pub trusted_proxies: Vec<String>,
     /// Deadline for the TLS and HTTP handshakes, in milliseconds.
     pub handshake_timeout_ms: u64,
     /// Server ping interval (Socket.IO and `/ws`), in milliseconds.

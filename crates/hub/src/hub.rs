@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use switchboard_socketio::engineio::{EngineConfig, Sid};
+use switchboard_socketio::engineio::{EngineConfig, ErrorCode, Sid};
 use switchboard_socketio::{ConnectError, Handlers, Socket, SocketIo, SocketIoConfig};
 use switchboard_ws::proto::handshake::server::OriginPolicy;
 use tokio::sync::{mpsc, oneshot, RwLock};
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, RwLock};
 use crate::auth::{now_s, Identity, RoomAction, RoomPolicy, Verifier};
 use crate::collect::Collector;
 use crate::config::Config;
+use crate::limits::{ClientSlots, TrustedProxies};
 use crate::metrics::Metrics;
 
 /// A message for a `/ws` client's writer task: a JSON text frame (clones share the bytes, so a
@@ -81,6 +82,10 @@ pub struct Hub {
     pub collect: Collector,
     /// Set when shutting down: new handshakes get 503.
     pub draining: AtomicBool,
+    /// Client slots, per address and in total, held for each client's life.
+    pub slots: Arc<ClientSlots>,
+    /// The proxies whose forwarding headers are believed.
+    pub proxies: TrustedProxies,
     /// Identities of Socket.IO sockets.
     idents: parking_lot::RwLock<HashMap<Sid, Identity>>,
     /// `/ws` clients by id.
@@ -110,6 +115,8 @@ impl Hub {
     pub fn new(config: Config, collect: Collector) -> Result<Arc<Hub>, crate::config::ConfigError> {
         let verifier = Verifier::new(&config.auth)?;
         let policy = RoomPolicy::new(&config.rooms);
+        let proxies = TrustedProxies::new(&config.server.trusted_proxies)?;
+        let slots = ClientSlots::new(config.server.max_connections_per_ip, config.server.max_connections);
         Ok(Arc::new_cyclic(|weak: &Weak<Hub>| {
             let io = build_io(&config, weak.clone());
             Hub {
@@ -120,6 +127,8 @@ impl Hub {
                 metrics: Metrics::default(),
                 collect,
                 draining: AtomicBool::new(false),
+                slots,
+                proxies,
                 idents: parking_lot::RwLock::new(HashMap::new()),
                 ws_clients: parking_lot::RwLock::new(HashMap::new()),
                 ws_rooms: parking_lot::RwLock::new(HashMap::new()),
@@ -562,7 +571,7 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
     let sio = SocketIoConfig::default()
         .with_engine(engine.with_path("/socket.io/"))
         .with_connect_timeout(Duration::from_millis(s.connect_timeout_ms));
-    let (h1, h2, h3, h4, h5) = (hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub);
+    let (h1, h2, h3, h4, h5, h6) = (hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub);
     let handlers = Handlers::new()
         .middleware(move |socket| {
             let hub = h1.clone();
@@ -653,5 +662,21 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 let _ = ev.ack(&reply);
             }
         });
-    SocketIo::builder().config(sio).ns("/", handlers).build()
+    SocketIo::builder()
+        .config(sio)
+        // A client slot for the connection's whole life, on every transport (security: R5).
+        .allow_request(move |hs| {
+            let Some(hub) = h6.upgrade() else { return Err(ErrorCode::Forbidden) };
+            let ip = hs.remote.map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |r| r.ip());
+            match hub.slots.try_acquire(ip) {
+                Ok(slot) => Ok(Some(Box::new(slot))),
+                Err(e) => {
+                    hub.metrics.handshake_failure("connection_limit");
+                    tracing::debug!(%ip, reason = e.message(), "socket.io connection refused");
+                    Err(ErrorCode::Forbidden)
+                }
+            }
+        })
+        .ns("/", handlers)
+        .build()
 }

@@ -8,6 +8,7 @@ mod collect;
 mod config;
 mod connect;
 mod hub;
+mod limits;
 mod metrics;
 mod server;
 

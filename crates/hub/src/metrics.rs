@@ -39,6 +39,8 @@ pub struct Metrics {
     pub ws_connections: AtomicI64,
     /// TCP connections open.
     pub tcp_connections: AtomicI64,
+    /// Clients holding a slot (set from the slots when rendered).
+    pub clients: AtomicI64,
     /// Client requests and messages received.
     pub messages_in: AtomicU64,
     /// Messages delivered to clients.
@@ -78,6 +80,13 @@ impl Metrics {
         );
         let _ =
             writeln!(o, "switchboard_connections{{transport=\"ws\"}} {}", self.ws_connections.load(Ordering::Relaxed));
+        g(
+            &mut o,
+            "switchboard_clients",
+            "Clients holding a connection slot (/ws and Socket.IO, every transport).",
+            "gauge",
+            self.clients.load(Ordering::Relaxed).to_string(),
+        );
         g(
             &mut o,
             "switchboard_tcp_connections",

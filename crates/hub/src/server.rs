@@ -103,6 +103,7 @@ async fn healthz(State(hub): State<Arc<Hub>>) -> Response {
 }
 
 async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    hub.metrics.clients.store(hub.slots.total() as i64, Ordering::Relaxed);
     let text = hub.metrics.render(hub.collect.written.load(Ordering::Relaxed));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -279,8 +280,18 @@ fn bearer_or_query_token(req: &Request) -> Option<String> {
 /// the JSON protocol of `docs/hub.md`.
 async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
     if hub.draining.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     }
+    // The client's slot, held until its connection ends (security: R5).
+    let ip = req.extensions().get::<RemoteAddr>().map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |r| r.0.ip());
+    let slot = match hub.slots.try_acquire(ip) {
+        Ok(s) => s,
+        Err(e) => {
+            hub.metrics.handshake_failure("connection_limit");
+            let body = json!({"ok": false, "error": e.message(), "code": "connection_limit"});
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, body);
+        }
+    };
     let ident = match hub.verifier.identify(bearer_or_query_token(&req).as_deref()) {
         Ok(i) => i,
         Err(e) => {
@@ -305,6 +316,7 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
         Ok((resp, fut)) => {
             tokio::spawn(async move {
                 if let Ok(ws) = fut.await {
+                    let _slot = slot;
                     run_ws_client(hub, ident, ws).await;
                 }
             });
@@ -473,7 +485,9 @@ where
 {
     let h2 = hub.clone();
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(RemoteAddr(peer));
+        // Behind a trusted proxy, the address it forwards; otherwise the peer's.
+        let client = h2.proxies.client_addr(peer, req.headers());
+        req.extensions_mut().insert(RemoteAddr(client));
         let app = app.clone();
         let hub = h2.clone();
         async move {
@@ -520,10 +534,15 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         {
+            // TCP connections, beside the client slots: twice the client caps plus headroom
+            // (a polling client may hold a GET and a POST; the API and the page need some);
+            // a trusted proxy carries many clients, so only the total applies to it.
             let mut m = slots.per_ip.lock();
             let n = m.entry(peer.ip()).or_default();
-            if *n >= s.max_connections_per_ip
-                || hub.metrics.tcp_connections.load(Ordering::Relaxed) as usize >= s.max_connections
+            let per_ip_cap = s.max_connections_per_ip.saturating_mul(2).saturating_add(16);
+            let total_cap = s.max_connections.saturating_mul(2).saturating_add(64);
+            if (*n >= per_ip_cap && !hub.proxies.trusts(peer.ip()))
+                || hub.metrics.tcp_connections.load(Ordering::Relaxed) as usize >= total_cap
             {
                 drop(m);
                 hub.metrics.handshake_failure("connection_limit");

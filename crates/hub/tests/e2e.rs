@@ -494,9 +494,10 @@ async fn r4_r5_connect_timeout_and_per_ip_cap() {
         }
     }
     assert!(t0.elapsed() >= Duration::from_millis(400) && t0.elapsed() < Duration::from_secs(5));
-    // R5: 20 connections per IP; the 21st is closed at once, and the first 20 still work.
+    // R5: 20 clients per IP, so 2 × 20 + 16 = 56 TCP connections; the 57th is closed at
+    // once, and the first 56 still work.
     let mut held = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..56 {
         held.push(TcpStream::connect(hub.addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -608,10 +609,12 @@ async fn behind_nginx_with_the_seeds_configuration() {
     {
         return;
     }
-    let hub = Hub::start(&[], "").await;
+    // nginx is trusted to name the client: the per-address cap applies to each client behind it.
+    let hub = Hub::start(&[], "[server]\nmax_connections_per_ip = 2\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
     let dir = temp_dir();
     let port = free_port();
-    // The seeds' location block: HTTP/1.1 and the Upgrade/Connection headers passed on.
+    // The seeds' location block: HTTP/1.1 and the Upgrade/Connection headers passed on, plus
+    // X-Forwarded-For (docs/hub.md).
     let conf = format!(
         r#"daemon off;
 master_process off;
@@ -634,6 +637,7 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}
 }}
@@ -669,6 +673,13 @@ http {{
     let mut ws =
         ClientBuilder::new(format!("ws://{front}/ws?token={}", token("bob", 600, &[]))).connect().await.unwrap();
     assert!(until(&mut ws, "welcome").await.contains("\"user\":\"bob\""));
+    // Behind nginx each client has its own address: three clients from three addresses all
+    // get in although nginx is one peer with a cap of 2; a third from one address does not.
+    let mut held = Vec::new();
+    for local in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.5"] {
+        held.push(ws_from(front, local, &[]).await.unwrap_or_else(|e| panic!("{local}: {e}")));
+    }
+    assert!(ws_from(front, "127.0.0.5", &[]).await.is_err());
 }
 
 #[tokio::test]
@@ -932,4 +943,94 @@ async fn publish_forwards_binary_and_refuses_the_hubs_own_event_names() {
     assert_eq!(s, 200);
     assert!(until(&mut b, "notification").await.starts_with("451-"));
     assert_eq!(next_binary(&mut b).await, vec![0u8]);
+}
+
+/// A `/ws` client from `local` (a loopback address) with extra headers; `Err` with the
+/// status when refused.
+async fn ws_from(addr: SocketAddr, local: &str, headers: &[(&str, &str)]) -> Result<Ws, String> {
+    let mut b = ClientBuilder::new(format!("ws://{addr}/ws?token={}", token("u", 600, &[])))
+        .local_address(local.parse().unwrap());
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut ws = b.connect().await.map_err(|e| e.to_string())?;
+    until(&mut ws, "\"welcome\"").await;
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn client_caps_hold_on_every_transport_for_the_clients_whole_life() {
+    let hub = Hub::start(&[], "[server]\nmax_connections_per_ip = 3\nmax_connections = 4\n").await;
+    // /ws: three from one address; the fourth is refused, with the reason.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(ws_from(hub.addr, "127.0.0.1", &[]).await.unwrap());
+    }
+    let err = ws_from(hub.addr, "127.0.0.1", &[]).await.err().unwrap();
+    assert!(err.contains("503"), "{err}");
+    // Socket.IO over WebSocket from the same address: refused too (Engine.IO 403, code 4).
+    let r = ClientBuilder::new(format!("ws://{}/socket.io/?EIO=4&transport=websocket", hub.addr)).connect().await;
+    assert!(r.is_err());
+    // Another address gets the last slot; then the total is reached.
+    held.push(ws_from(hub.addr, "127.0.0.2", &[]).await.unwrap());
+    assert!(ws_from(hub.addr, "127.0.0.2", &[]).await.is_err());
+    let (_, m) = http(hub.addr, "GET", "/metrics", &[], &Value::Null).await;
+    assert!(m.contains("switchboard_clients 4") && m.contains("switchboard_connections{transport=\"ws\"} 4"), "{m}");
+    // Slots come back when clients go.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, m) = http(hub.addr, "GET", "/metrics", &[], &Value::Null).await;
+    assert!(m.contains("switchboard_clients 0"), "{m}");
+    // Long-polling clients are counted as clients, not TCP connections: three sessions, each
+    // with a GET parked and a POST at the same time, all work; a fourth session is refused.
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        let (s, body) = http(hub.addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], &Value::Null).await;
+        assert_eq!(s, 200, "{body}");
+        let open: Value = serde_json::from_str(&body[1..]).unwrap();
+        sids.push(open["sid"].as_str().unwrap().to_owned());
+    }
+    let polls: Vec<_> = sids
+        .iter()
+        .map(|sid| {
+            let (addr, sid) = (hub.addr, sid.clone());
+            tokio::spawn(async move {
+                http(addr, "GET", &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"), &[], &Value::Null).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for sid in &sids {
+        let (s, _) = raw_http(
+            hub.addr,
+            &format!("POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nContent-Type: text/plain"),
+            format!("40{{\"token\":\"{}\"}}", token("p", 600, &[])).as_bytes(),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    for p in polls {
+        let (s, body) = p.await.unwrap();
+        assert!(s == 200 && body.starts_with("40"), "{s} {body}");
+    }
+    let (s, body) = http(hub.addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], &Value::Null).await;
+    assert_eq!(s, 403, "{body}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let hub = Hub::start(&[], "[server]\nmax_connections_per_ip = 2\ntrusted_proxies = [\"127.0.0.9\"]\n").await;
+    let xff = |ip: &'static str| [("X-Forwarded-For", ip)];
+    // From the proxy, clients are counted by the address it forwards.
+    let _a1 = ws_from(hub.addr, "127.0.0.9", &xff("198.51.100.1")).await.unwrap();
+    let _a2 = ws_from(hub.addr, "127.0.0.9", &xff("198.51.100.1")).await.unwrap();
+    assert!(ws_from(hub.addr, "127.0.0.9", &xff("198.51.100.1")).await.is_err());
+    let _b1 = ws_from(hub.addr, "127.0.0.9", &xff("198.51.100.2")).await.unwrap();
+    let _b2 = ws_from(hub.addr, "127.0.0.9", &[("Forwarded", "for=198.51.100.3")]).await.unwrap();
+    // Anyone else's forwarding headers are ignored: these all count as 127.0.0.1.
+    let _c1 = ws_from(hub.addr, "127.0.0.1", &xff("198.51.100.4")).await.unwrap();
+    let _c2 = ws_from(hub.addr, "127.0.0.1", &xff("198.51.100.5")).await.unwrap();
+    assert!(ws_from(hub.addr, "127.0.0.1", &xff("198.51.100.6")).await.is_err());
+    let (_, r) = hub.api("GET", "/api/stats", Value::Null).await;
+    assert_eq!(r["connections"]["ws"], 6, "{r}");
 }

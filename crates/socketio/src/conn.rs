@@ -34,6 +34,8 @@ pub struct Conn {
     /// Handlers of this connection waiting on something (see `run_now_or_spawn`).
     waiting: Arc<AtomicUsize>,
     pub(crate) info: ConnInfo,
+    /// What the admission check keeps for the connection's life (released on close).
+    admission: Mutex<crate::Admission>,
 }
 
 impl Conn {
@@ -107,7 +109,12 @@ impl switchboard_engineio::Handler for IoHandler {
     type Data = Conn;
 
     fn on_handshake(&self, hs: &Handshake<'_>) -> Result<Conn, ErrorCode> {
+        let admission = match &self.0.allow_request {
+            Some(check) => check(hs)?,
+            None => None,
+        };
         Ok(Conn {
+            admission: Mutex::new(admission),
             decoder: Mutex::new(Decoder::new(self.0.config.limits.clone())),
             sockets: Mutex::new(Vec::new()),
             pending: Mutex::new(0),
@@ -166,6 +173,9 @@ impl switchboard_engineio::Handler for IoHandler {
         for s in sockets {
             s.on_disconnect(map_reason(reason));
         }
+        // The connection is over: give back what admission held for it, now rather than
+        // whenever the last reference to the session goes.
+        drop(session.data().admission.lock().take());
     }
 }
 

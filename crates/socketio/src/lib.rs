@@ -197,6 +197,7 @@ pub(crate) struct IoInner {
     dynamic: Vec<(Predicate, Arc<Handlers>)>,
     dynamic_count: parking_lot::Mutex<usize>,
     adapter: AdapterFactory,
+    pub(crate) allow_request: Option<AllowRequest>,
 }
 
 impl fmt::Debug for IoInner {
@@ -227,6 +228,16 @@ impl IoInner {
     }
 }
 
+/// What an admission check keeps for a connection's whole life (dropped when it ends): a
+/// connection slot, a permit, or nothing.
+pub type Admission = Option<Box<dyn std::any::Any + Send + Sync>>;
+
+/// Decides whether a new Engine.IO connection may open (Node's `allowRequest`), from its first
+/// request; see [`SocketIoBuilder::allow_request`].
+pub type AllowRequest = Arc<
+    dyn Fn(&switchboard_engineio::Handshake<'_>) -> Result<Admission, switchboard_engineio::ErrorCode> + Send + Sync,
+>;
+
 /// Builds a [`SocketIo`].
 #[must_use]
 pub struct SocketIoBuilder {
@@ -234,6 +245,7 @@ pub struct SocketIoBuilder {
     namespaces: Vec<(String, Handlers)>,
     dynamic: Vec<(Predicate, Arc<Handlers>)>,
     adapter: AdapterFactory,
+    allow_request: Option<AllowRequest>,
 }
 
 impl fmt::Debug for SocketIoBuilder {
@@ -278,6 +290,22 @@ impl SocketIoBuilder {
         self
     }
 
+    /// Admission control for new connections (Node's `allowRequest`): `check` sees the first
+    /// request (headers, query, the peer's address) before the session exists. `Err(code)`
+    /// refuses it with that Engine.IO error (`ErrorCode::Forbidden`: 403 `{"code":4}`); `Ok`
+    /// admits it, and what it returns (a connection slot, say) is kept until the connection
+    /// ends, on every transport, then dropped.
+    pub fn allow_request<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&switchboard_engineio::Handshake<'_>) -> Result<Admission, switchboard_engineio::ErrorCode>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.allow_request = Some(Arc::new(check));
+        self
+    }
+
     /// Builds the server. The main namespace `/` exists even without handlers.
     pub fn build(self) -> SocketIo {
         let mut map = HashMap::new();
@@ -294,6 +322,7 @@ impl SocketIoBuilder {
             dynamic: self.dynamic,
             dynamic_count: parking_lot::Mutex::new(0),
             adapter: self.adapter,
+            allow_request: self.allow_request,
         });
         let engine = Engine::new(self.config.engine, IoHandler(inner.clone()));
         SocketIo { inner, engine }
@@ -321,6 +350,7 @@ impl SocketIo {
             namespaces: Vec::new(),
             dynamic: Vec::new(),
             adapter: Arc::new(|_| Box::new(LocalAdapter::new())),
+            allow_request: None,
         }
     }
 
