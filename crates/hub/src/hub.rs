@@ -588,6 +588,8 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                     }
                     Err(e) => {
                         hub.metrics.handshake_failure("auth");
+                        let ip = socket.handshake().and_then(|h| h.remote).map(|r| r.ip());
+                        tracing::info!(sid = %socket.id(), ip = ?ip, code = e.code(), "socket.io client refused: authentication");
                         Err(ConnectError::new("unauthorized").with_data(e.to_json()))
                     }
                 }
@@ -599,6 +601,8 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 let Some(hub) = hub.upgrade() else { return };
                 let Some(id) = hub.ident(socket.id()) else { return };
                 hub.metrics.sio_connections.fetch_add(1, Ordering::Relaxed);
+                let ip = socket.handshake().and_then(|h| h.remote).map(|r| r.ip());
+                tracing::info!(sid = %socket.id(), user = id.sub, ip = ?ip, "socket.io client connected");
                 let mut rooms = vec![format!("user:{}", id.sub)];
                 rooms.extend(id.rooms.iter().cloned());
                 let _ = socket.join(rooms).await;
@@ -623,12 +627,13 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 }
             }
         })
-        .on_disconnect(move |socket, _reason| {
+        .on_disconnect(move |socket, reason| {
             let hub = h3.clone();
             async move {
                 if let Some(hub) = hub.upgrade() {
-                    if hub.idents.write().remove(&socket.id()).is_some() {
+                    if let Some(id) = hub.idents.write().remove(&socket.id()) {
                         hub.metrics.sio_connections.fetch_sub(1, Ordering::Relaxed);
+                        tracing::info!(sid = %socket.id(), user = id.sub, %reason, "socket.io client disconnected");
                     }
                 }
             }
@@ -672,7 +677,7 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 Ok(slot) => Ok(Some(Box::new(slot))),
                 Err(e) => {
                     hub.metrics.handshake_failure("connection_limit");
-                    tracing::debug!(%ip, reason = e.message(), "socket.io connection refused");
+                    tracing::info!(%ip, reason = e.message(), "socket.io client refused: connection limit");
                     Err(ErrorCode::Forbidden)
                 }
             }

@@ -110,8 +110,14 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
 
 /// Bearer API key, compared in constant time (security: A4). No keys: open (loopback only,
 /// enforced by the config).
+///
+/// Every call is logged (info): method, path, status, latency and which key was used (its
+/// position in `api.keys`, `key=1` for the first; never the key itself).
 async fn require_key(State(hub): State<Arc<Hub>>, req: Request, next: axum::middleware::Next) -> Response {
+    let t0 = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let keys = &hub.config.api.keys;
+    let mut key_id = 0usize;
     if !keys.is_empty() {
         let given = req
             .headers()
@@ -120,13 +126,29 @@ async fn require_key(State(hub): State<Arc<Hub>>, req: Request, next: axum::midd
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         // Every key is compared, so the time does not tell which one nearly matched.
-        let ok = keys.iter().fold(false, |acc, k| secret_eq(k, given) | acc);
-        if !ok {
+        for (i, k) in keys.iter().enumerate() {
+            if secret_eq(k, given) {
+                key_id = i + 1;
+            }
+        }
+        if key_id == 0 {
             hub.metrics.handshake_failure("api_key");
+            let peer = req.extensions().get::<RemoteAddr>().map(|r| r.0.ip());
+            tracing::warn!(%method, path, status = 401, peer = ?peer, "api call refused: missing or wrong API key");
             return api_error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
         }
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    let key = if keys.is_empty() { "open".to_owned() } else { key_id.to_string() };
+    tracing::info!(
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        latency_ms = t0.elapsed().as_secs_f64() * 1e3,
+        key,
+        "api call"
+    );
+    resp
 }
 
 #[derive(Deserialize)]
@@ -288,6 +310,7 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
         Ok(s) => s,
         Err(e) => {
             hub.metrics.handshake_failure("connection_limit");
+            tracing::info!(%ip, reason = e.message(), "ws client refused: connection limit");
             let body = json!({"ok": false, "error": e.message(), "code": "connection_limit"});
             return json_response(StatusCode::SERVICE_UNAVAILABLE, body);
         }
@@ -296,6 +319,7 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
         Ok(i) => i,
         Err(e) => {
             hub.metrics.handshake_failure("auth");
+            tracing::info!(%ip, code = e.code(), "ws client refused: authentication");
             let mut body = e.to_json();
             body["ok"] = json!(false);
             body["error"] = json!(e.to_string());
@@ -317,21 +341,24 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
             tokio::spawn(async move {
                 if let Ok(ws) = fut.await {
                     let _slot = slot;
-                    run_ws_client(hub, ident, ws).await;
+                    run_ws_client(hub, ident, ws, ip).await;
                 }
             });
             resp
         }
         Err(e) => {
-            hub.metrics.handshake_failure(if e.status() == StatusCode::FORBIDDEN { "origin" } else { "bad_handshake" });
+            let origin = e.status() == StatusCode::FORBIDDEN;
+            hub.metrics.handshake_failure(if origin { "origin" } else { "bad_handshake" });
+            tracing::info!(%ip, status = e.status().as_u16(), error = %e, "ws client refused: {}", if origin { "origin" } else { "bad handshake" });
             (e.status(), e.to_string()).into_response()
         }
     }
 }
 
-async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::UpgradedSocket) {
+async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::UpgradedSocket, ip: IpAddr) {
     let (tx, mut rx) = mpsc::channel(hub.config.server.max_queued_messages);
     let client = hub.add_ws(ident.clone(), tx);
+    tracing::info!(client = client.id, user = ident.sub, %ip, "ws client connected");
     let mut rooms = vec![format!("user:{}", ident.sub)];
     rooms.extend(ident.rooms.iter().cloned());
     for r in rooms {
@@ -350,6 +377,8 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
             },
         ));
     }
+    // Why the connection ended, for the log (the close code we send, if any, is `close`).
+    let mut why: &str = "closed by the client";
     let close: Option<(u16, &str)> = loop {
         tokio::select! {
             m = ws.recv() => match m {
@@ -369,7 +398,14 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
                         break None;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(e)) => {
+                    why = match e {
+                        switchboard_ws::Error::Protocol(_) => "protocol error",
+                        _ => "connection lost",
+                    };
+                    break None;
+                }
                 Some(Ok(_)) => {}
             },
             out = rx.recv() => match out {
@@ -396,6 +432,12 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
         }
     };
     hub.remove_ws(&client);
+    match close {
+        Some((code, reason)) => {
+            tracing::info!(client = client.id, user = ident.sub, code, reason, "ws client disconnected")
+        }
+        None => tracing::info!(client = client.id, user = ident.sub, reason = why, "ws client disconnected"),
+    }
     if let Some((code, reason)) = close {
         let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(CloseCode(code), reason)).await;
     }
@@ -491,6 +533,12 @@ where
         let app = app.clone();
         let hub = h2.clone();
         async move {
+            if req.uri().path().starts_with("/socket.io") && !hub.config.server.origins.is_empty() {
+                let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+                if origin.is_some() && !OriginPolicy::allow_list(&hub.config.server.origins).allows(origin) {
+                    tracing::info!(ip = %client.ip(), origin = ?origin, "socket.io client refused: origin");
+                }
+            }
             if hub.draining.load(Ordering::SeqCst) && is_new_client(&req) {
                 let mut r = Response::new(Body::from("server shutting down"));
                 *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

@@ -46,6 +46,12 @@ impl Hub {
     /// Starts the binary with a JWT secret and an API key, plus `extra` flags and a config
     /// file body.
     async fn start(extra: &[&str], config: &str) -> Hub {
+        Self::start_with(extra, config, None).await
+    }
+
+    /// [`start`](Self::start) with the hub's stderr (its log, at the default level) written
+    /// to `log` instead of passed through.
+    async fn start_with(extra: &[&str], config: &str, log: Option<&std::path::Path>) -> Hub {
         let dir = temp_dir();
         let port = free_port();
         let cfg = dir.0.join("hub.toml");
@@ -63,9 +69,16 @@ impl Hub {
             .arg("--collect-file")
             .arg(dir.0.join("collect.jsonl"))
             .args(extra)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true);
+        match log {
+            Some(path) => {
+                cmd.env_remove("RUST_LOG").stderr(std::fs::File::create(path).unwrap());
+            }
+            None => {
+                cmd.env("RUST_LOG", "warn");
+            }
+        }
         let child = cmd.spawn().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         for _ in 0..200 {
@@ -1033,4 +1046,74 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     assert!(ws_from(hub.addr, "127.0.0.1", &xff("198.51.100.6")).await.is_err());
     let (_, r) = hub.api("GET", "/api/stats", Value::Null).await;
     assert_eq!(r["connections"]["ws"], 6, "{r}");
+}
+
+#[tokio::test]
+async fn the_hub_logs_connections_refusals_and_api_calls_without_secrets_or_colours() {
+    let dir = temp_dir();
+    let log = dir.0.join("hub.log");
+    let hub = Hub::start_with(
+        &["--anonymous", "false"],
+        "[server]\nmax_connections_per_ip = 2\norigins = [\"http://good.example\"]\n",
+        Some(&log),
+    )
+    .await;
+    // A /ws client comes and goes; a Socket.IO client comes and goes.
+    let mut w = ws_client(hub.addr, &token("walter", 600, &[])).await;
+    w.close(switchboard_ws::CloseCode::NORMAL, "bye").await.unwrap();
+    let (mut s, _) = sio(hub.addr, Some(&token("sally", 600, &[]))).await;
+    until(&mut s, "welcome").await;
+    s.send(Message::text("41")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    // Refusals: authentication on both endpoints, a foreign origin, the per-address cap.
+    let _ = sio(hub.addr, Some("not-a-token")).await;
+    assert!(ClientBuilder::new(format!("ws://{}/ws?token=expired", hub.addr)).connect().await.is_err());
+    let _ = http(
+        hub.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("Origin", "http://evil.example")],
+        &Value::Null,
+    )
+    .await;
+    // Every client so far is gone (their slots come back once their connections close).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _k1 = ws_client(hub.addr, &token("k1", 600, &[])).await;
+    let _k2 = ws_client(hub.addr, &token("k2", 600, &[])).await;
+    assert!(ClientBuilder::new(format!("ws://{}/ws?token={}", hub.addr, token("k3", 600, &[])))
+        .connect()
+        .await
+        .is_err());
+    // An API call, with the key.
+    let (st, _) = hub.api("GET", "/api/stats", Value::Null).await;
+    assert_eq!(st, 200);
+    let (st, _) =
+        http(hub.addr, "GET", "/api/stats", &[("Authorization", "Bearer wrong-key-0123456789")], &Value::Null).await;
+    assert_eq!(st, 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    for needle in [
+        "ws client connected",
+        "user=\"walter\"",
+        "ws client disconnected",
+        "socket.io client connected",
+        "user=\"sally\"",
+        "socket.io client disconnected",
+        "client namespace disconnect",
+        "socket.io client refused: authentication",
+        "code=\"token_malformed\"",
+        "ws client refused: authentication",
+        "socket.io client refused: origin",
+        "ws client refused: connection limit",
+        "api call",
+        "path=\"/api/stats\"",
+        "status=200",
+        "key=\"1\"",
+        "api call refused",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in the log:\n{text}");
+    }
+    assert!(!text.contains(API_KEY) && !text.contains(SECRET), "a secret in the log:\n{text}");
+    assert!(!text.contains('\x1b'), "colour codes in a log that is not a terminal:\n{text}");
 }
