@@ -521,8 +521,13 @@ fn is_new_client(req: &http::Request<hyper::body::Incoming>) -> bool {
     (path.starts_with("/socket.io") && !q.contains("sid=")) || path == "/ws"
 }
 
-async fn serve_conn<I>(hub: Arc<Hub>, app: Router, io: I, peer: SocketAddr)
-where
+async fn serve_conn<I>(
+    hub: Arc<Hub>,
+    app: Router,
+    io: I,
+    peer: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let h2 = hub.clone();
@@ -548,12 +553,20 @@ where
             app.oneshot(req.map(Body::new)).await
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_millis(hub.config.server.handshake_timeout_ms))
         .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // Shutting down: an idle keep-alive connection closes now; one with a request under way
+    // finishes it (a new client's handshake gets 503) and then closes.
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// Accepts until `shutdown`, then drains: new handshakes get 503, every client is closed with
@@ -566,6 +579,7 @@ pub async fn run(
 ) {
     let app = router(hub.clone());
     let slots = Arc::new(Slots::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     let s = hub.config.server.clone();
     loop {
@@ -602,26 +616,39 @@ pub async fn run(
         hub.metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         let guard = SlotGuard { slots: slots.clone(), ip: peer.ip(), hub: hub.clone() };
-        let (hub, app, tls) = (hub.clone(), app.clone(), tls.clone());
+        let (hub, app, tls, stop) = (hub.clone(), app.clone(), tls.clone(), stop_rx.clone());
         let deadline = Duration::from_millis(s.handshake_timeout_ms);
         tokio::spawn(async move {
             let _guard = guard;
             match tls {
                 Some(acc) => match tokio::time::timeout(deadline, acc.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_conn(hub, app, stream, peer).await,
+                    Ok(Ok(stream)) => serve_conn(hub, app, stream, peer, stop).await,
                     // A stalled or failed TLS handshake is dropped (security: T1, T2).
                     _ => hub.metrics.handshake_failure("tls"),
                 },
-                None => serve_conn(hub, app, tcp, peer).await,
+                None => serve_conn(hub, app, tcp, peer, stop).await,
             }
         });
     }
     drop(listener);
-    tracing::info!("shutting down: draining clients");
+    let t0 = Instant::now();
+    tracing::info!(
+        clients = hub.connections(),
+        tcp = hub.metrics.tcp_connections.load(Ordering::Relaxed),
+        "shutting down: draining clients"
+    );
     hub.drain();
-    let end = Instant::now() + Duration::from_millis(s.shutdown_grace_ms);
-    while Instant::now() < end && (hub.connections() > 0 || hub.metrics.tcp_connections.load(Ordering::Relaxed) > 0) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = stop_tx.send(true);
+    let end = t0 + Duration::from_millis(s.shutdown_grace_ms);
+    let busy = || hub.connections() > 0 || hub.metrics.tcp_connections.load(Ordering::Relaxed) > 0;
+    while Instant::now() < end && busy() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::info!(remaining = hub.connections(), "stopped");
+    let (clients, tcp) = (hub.connections(), hub.metrics.tcp_connections.load(Ordering::Relaxed));
+    let waited_ms = t0.elapsed().as_millis() as u64;
+    if clients > 0 || tcp > 0 {
+        tracing::warn!(clients, tcp, waited_ms, "stopped at the grace deadline with connections still open");
+    } else {
+        tracing::info!(waited_ms, "stopped: every connection closed");
+    }
 }

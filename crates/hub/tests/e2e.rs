@@ -439,17 +439,27 @@ async fn graceful_shutdown_sends_1001_to_every_client() {
     let mut buf = vec![0u8; 1024];
     let n = keep.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A connection whose request is under way when the drain starts.
+    let mut busy = TcpStream::connect(hub.addr).await.unwrap();
+    busy.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let pid = hub.child.id().unwrap();
+    let t0 = std::time::Instant::now();
     std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
     assert_eq!(until(&mut w, "close").await, "close 1001");
     assert_eq!(until(&mut s, "close").await, "close 1001");
-    // In-flight handshakes get 503 (R7).
-    keep.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let n = keep.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"), "{}", String::from_utf8_lossy(&buf[..n]));
-    drop(keep);
+    // The idle keep-alive connection is closed at once rather than waited for.
+    let n = tokio::time::timeout(Duration::from_secs(2), keep.read(&mut buf)).await.expect("idle connection left open");
+    assert_eq!(n.unwrap_or(0), 0);
+    // The handshake under way gets 503 (R7), then its connection closes.
+    busy.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), busy.read_to_string(&mut out)).await;
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    // No connection is left: the hub exits long before its 10 s grace period.
     let status = tokio::time::timeout(Duration::from_secs(15), hub.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "the drain waited {:?}", t0.elapsed());
 }
 
 #[tokio::test]
