@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../assets/default.toml");
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listening, TLS, limits.
@@ -29,7 +29,7 @@ pub struct Config {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// Address to listen on.
@@ -72,7 +72,7 @@ pub struct Server {
 }
 
 /// One JWT verification key. The algorithm is pinned to the key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKey {
     /// Key id: a token with a `kid` header must name one of the configured keys.
@@ -86,7 +86,7 @@ pub struct JwtKey {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// Admit clients without a token (as `anonymous-<id>`). Only allowed on a loopback
@@ -104,7 +104,7 @@ pub struct Auth {
 }
 
 /// A room rule: `pattern` may contain `{sub}` (the client's user id) and end with `*`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoomRule {
     /// The room pattern.
@@ -118,7 +118,7 @@ pub struct RoomRule {
 }
 
 /// `[rooms]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rooms {
     /// Rules, first match wins; a room no rule matches is denied.
@@ -130,7 +130,7 @@ pub struct Rooms {
 }
 
 /// `[api]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// Bearer keys for `/api/*`. Empty: the API is open, which is only allowed on loopback.
@@ -140,7 +140,7 @@ pub struct Api {
 }
 
 /// `[collect]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collect {
     /// Event names that are collected (appended to the sink) rather than broadcast.
@@ -159,7 +159,7 @@ pub struct Collect {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
     /// `text` or `json`.
@@ -182,6 +182,10 @@ pub enum ConfigError {
         /// What is wrong.
         why: String,
     },
+    /// Several fields together make an unsafe or unusable hub (the loopback rule): every one
+    /// is named, so one start shows everything to fix.
+    #[error("config: {}", .0.iter().map(|(f, w)| format!("\n  `{f}`: {w}")).collect::<String>())]
+    Unsafe(Vec<(&'static str, String)>),
     /// A file named in the config could not be read.
     #[error("config field `{field}`: cannot read {path}: {err}")]
     File {
@@ -192,6 +196,29 @@ pub enum ConfigError {
         /// The error.
         err: String,
     },
+}
+
+/// `server.listen` may name a host (`localhost:8080`): resolved here to the first address it
+/// has, so the rest of the hub sees an address.
+fn resolve_listen(root: &mut toml::Value) -> Result<(), ConfigError> {
+    use std::net::ToSocketAddrs;
+    let Some(v) = root.get("server").and_then(|s| s.get("listen")).and_then(toml::Value::as_str) else {
+        return Ok(());
+    };
+    if v.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = |why: String| ConfigError::Invalid { field: "server.listen", why };
+    if !v.contains(':') {
+        return Err(bad(format!("{v:?}: give host:port (e.g. 127.0.0.1:8080 or localhost:8080)")));
+    }
+    let addr = v
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("{v:?}: {e}")))?
+        .min_by_key(|a| a.is_ipv6())
+        .ok_or_else(|| bad(format!("{v:?} resolves to no address")))?;
+    set(root, "server", "listen", toml::Value::String(addr.to_string()));
+    Ok(())
 }
 
 /// Merges `over` into `base` (tables recursively, other values replaced).
@@ -244,6 +271,24 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The effective configuration as TOML (what `serve --print-config` prints), with every
+    /// secret (JWT secrets, API keys) replaced by `"<redacted>"`.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut c = self.clone();
+        for k in &mut c.auth.jwt_keys {
+            if k.secret.is_some() {
+                k.secret = Some("<redacted>".into());
+            }
+        }
+        for k in &mut c.api.keys {
+            *k = "<redacted>".into();
+        }
+        match toml::to_string_pretty(&c) {
+            Ok(t) => format!("# The effective configuration (defaults, then --config, then SWITCHBOARD_* and flags).\n# Secrets are redacted.\n\n{t}"),
+            Err(e) => format!("# cannot print the configuration: {e}\n"),
+        }
+    }
+
     /// Loads: the embedded default, then `file`, then `ov`; then validates.
     pub fn load(file: Option<&std::path::Path>, ov: &Overrides) -> Result<Config, ConfigError> {
         let mut root: toml::Value = toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -260,6 +305,7 @@ impl Config {
         if let Some(v) = &ov.listen {
             set(&mut root, "server", "listen", toml::Value::String(v.clone()));
         }
+        resolve_listen(&mut root)?;
         if let Some(v) = &ov.tls_cert {
             set(&mut root, "server", "tls_cert", toml::Value::String(v.clone()));
         }
@@ -351,20 +397,37 @@ impl Config {
                 });
             }
         }
-        let loopback = s.listen.ip().is_loopback();
-        if !loopback && self.auth.anonymous {
-            return bad("auth.anonymous", "anonymous clients are only allowed on a loopback address; set auth.anonymous = false and configure auth.jwt_keys");
-        }
-        if !loopback && self.auth.jwt_keys.is_empty() {
-            return bad("auth.jwt_keys", "binding beyond loopback needs at least one JWT key");
-        }
-        if !loopback && self.api.keys.is_empty() {
-            return bad("api.keys", "binding beyond loopback needs at least one API key");
-        }
         if self.api.keys.iter().any(|k| k.len() < 16) {
             return bad("api.keys", "API keys must be at least 16 characters");
         }
-        Ok(())
+        // What makes a hub unsafe or unusable, all at once.
+        let loopback = s.listen.ip().is_loopback();
+        let mut missing: Vec<(&'static str, String)> = Vec::new();
+        let beyond = format!("the hub listens on {}, beyond loopback", s.listen);
+        if !loopback && self.auth.anonymous {
+            missing.push((
+                "auth.anonymous",
+                format!(
+                    "{beyond}: anonymous clients are only allowed on loopback; set it to false (--anonymous false)"
+                ),
+            ));
+        }
+        if self.auth.jwt_keys.is_empty() && (!loopback || !self.auth.anonymous) {
+            let why = if loopback {
+                "anonymous clients are off and there is no JWT key: no client could connect; add one (--jwt-secret or [[auth.jwt_keys]])".to_owned()
+            } else {
+                format!("{beyond}: at least one JWT key is needed (--jwt-secret or [[auth.jwt_keys]])")
+            };
+            missing.push(("auth.jwt_keys", why));
+        }
+        if !loopback && self.api.keys.is_empty() {
+            missing.push(("api.keys", format!("{beyond}: at least one API key is needed (--api-key, 16+ characters)")));
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Unsafe(missing))
+        }
     }
 }
 
@@ -383,7 +446,20 @@ mod tests {
     fn beyond_loopback_without_keys_is_refused_naming_the_field() {
         let ov = Overrides { listen: Some("0.0.0.0:8080".into()), ..Default::default() };
         let e = Config::load(None, &ov).unwrap_err().to_string();
-        assert!(e.contains("auth.anonymous"), "{e}");
+        // Everything that is missing, in one message.
+        for f in ["auth.anonymous", "auth.jwt_keys", "api.keys"] {
+            assert!(e.contains(f), "{e}");
+        }
+        // No anonymous clients and no JWT key: nobody could connect, even on loopback.
+        let ov = Overrides { anonymous: Some(false), ..Default::default() };
+        let e = Config::load(None, &ov).unwrap_err().to_string();
+        assert!(e.contains("auth.jwt_keys") && e.contains("no client could connect"), "{e}");
+        // A host name resolves.
+        let ov = Overrides { listen: Some("localhost:8123".into()), ..Default::default() };
+        let c = Config::load(None, &ov).unwrap();
+        assert!(c.server.listen.ip().is_loopback() && c.server.listen.port() == 8123);
+        let ov = Overrides { listen: Some("localhost".into()), ..Default::default() };
+        assert!(Config::load(None, &ov).unwrap_err().to_string().contains("host:port"));
         let ov = Overrides {
             listen: Some("0.0.0.0:8080".into()),
             anonymous: Some(false),
@@ -400,7 +476,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         for (text, field) in [
             ("[server]\nping_interval_ms = 0\n", "server.ping_interval_ms"),
-            ("[server]\nlisten = \"nope\"\n", "listen"),
+            ("[server]\nlisten = \"nope\"\n", "server.listen"),
             ("[server]\nbogus = 1\n", "bogus"),
             ("[[auth.jwt_keys]]\nalg = \"none\"\nsecret = \"0123456789abcdef\"\n", "auth.jwt_keys.alg"),
             ("[[auth.jwt_keys]]\nalg = \"HS256\"\nsecret = \"short\"\n", "auth.jwt_keys.secret"),

@@ -47,8 +47,8 @@ struct ServeArgs {
     /// Adds an HS256 key for client tokens.
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
-    /// `auth.anonymous`.
-    #[arg(long, env = "SWITCHBOARD_ANONYMOUS")]
+    /// `auth.anonymous` (true/false, yes/no, on/off, 1/0).
+    #[arg(long, env = "SWITCHBOARD_ANONYMOUS", value_parser = clap::builder::BoolishValueParser::new())]
     anonymous: Option<bool>,
     /// `server.tls_cert`.
     #[arg(long, env = "SWITCHBOARD_TLS_CERT")]
@@ -62,10 +62,19 @@ struct ServeArgs {
     /// `collect.file`.
     #[arg(long, env = "SWITCHBOARD_COLLECT_FILE")]
     collect_file: Option<String>,
-    /// JSON logs.
-    #[arg(long, env = "SWITCHBOARD_LOG_JSON")]
+    /// JSON logs (`--log-json`, or `--log-json=false`; the variable takes true/false,
+    /// yes/no, on/off, 1/0).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_JSON",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     log_json: bool,
-    /// Prints the embedded default configuration and exits.
+    /// Prints the effective configuration (defaults, then --config, variables and flags; secrets
+    /// redacted) and exits.
     #[arg(long)]
     print_config: bool,
 }
@@ -103,10 +112,6 @@ async fn shutdown_signal() {
 }
 
 async fn serve(a: ServeArgs) -> ExitCode {
-    if a.print_config {
-        print!("{}", config::DEFAULT_TOML);
-        return ExitCode::SUCCESS;
-    }
     let ov = config::Overrides {
         listen: a.listen,
         api_key: a.api_key,
@@ -125,6 +130,10 @@ async fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if a.print_config {
+        print!("{}", cfg.to_toml_redacted());
+        return ExitCode::SUCCESS;
+    }
     init_logs(&cfg.log);
     let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
         (Some(c), Some(k)) => {

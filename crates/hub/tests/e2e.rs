@@ -1127,3 +1127,71 @@ async fn the_hub_logs_connections_refusals_and_api_calls_without_secrets_or_colo
     assert!(!text.contains(API_KEY) && !text.contains(SECRET), "a secret in the log:\n{text}");
     assert!(!text.contains('\x1b'), "colour codes in a log that is not a terminal:\n{text}");
 }
+
+/// Runs `switchboard serve` with `args` and `env` until it exits (or 5 s): exit code, stdout,
+/// stderr.
+async fn serve_once(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.arg("serve").args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(5), cmd.output()).await.expect("serve did not exit").unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test]
+async fn configuration_says_everything_at_once_and_accepts_the_usual_spellings() {
+    // Beyond loopback without the requirements: all three named in one start.
+    let (code, _, err) = serve_once(&["--listen", "0.0.0.0:0"], &[]).await;
+    assert_eq!(code, Some(2), "{err}");
+    for f in ["auth.anonymous", "auth.jwt_keys", "api.keys"] {
+        assert!(err.contains(f), "{err}");
+    }
+    // No anonymous clients and no key: refused, not a hub nobody can join.
+    let (code, _, err) = serve_once(&["--anonymous", "false"], &[]).await;
+    assert!(code == Some(2) && err.contains("auth.jwt_keys"), "{code:?} {err}");
+    let (code, _, err) = serve_once(&[], &[("SWITCHBOARD_ANONYMOUS", "no")]).await;
+    assert!(code == Some(2) && err.contains("auth.jwt_keys"), "{code:?} {err}");
+    // --print-config prints the effective configuration: the file, the variables, the flags,
+    // with secrets redacted.
+    let dir = temp_dir();
+    let file = dir.0.join("hub.toml");
+    std::fs::write(&file, "[server]\nping_interval_ms = 1234\n").unwrap();
+    let (code, out, err) = serve_once(
+        &["--print-config", "--config", file.to_str().unwrap(), "--listen", "localhost:8765", "--api-key", API_KEY],
+        &[("SWITCHBOARD_LOG_JSON", "1")],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    for needle in ["ping_interval_ms = 1234", "format = \"json\"", "listen = \"127.0.0.1:8765\"", "<redacted>"] {
+        assert!(out.contains(needle), "no {needle:?} in:\n{out}");
+    }
+    assert!(!out.contains(API_KEY), "{out}");
+    // A host name works for --listen; boolean variables take the usual spellings.
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", &format!("localhost:{port}")])
+        .env("SWITCHBOARD_LOG_JSON", "yes")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the hub did not listen on localhost:{port}");
+    let (s, _) = http(addr, "GET", "/healthz", &[], &Value::Null).await;
+    assert_eq!(s, 200);
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.lines().next().is_some_and(|l| l.starts_with('{')), "not JSON logs: {log}");
+}
