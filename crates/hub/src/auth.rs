@@ -235,6 +235,24 @@ impl RoomPolicy {
         RoomPolicy { rules: cfg.rules.clone(), max_rooms: cfg.max_rooms_per_client, max_name: cfg.max_room_name }
     }
 
+    /// Whether `room` is a usable room name; `Err` says what is wrong with it.
+    pub fn check_name(&self, room: &str) -> Result<(), String> {
+        if room.is_empty() {
+            return Err("no room given".into());
+        }
+        if room.len() > self.max_name {
+            return Err(format!(
+                "the room name is {} bytes, longer than {} (rooms.max_room_name)",
+                room.len(),
+                self.max_name
+            ));
+        }
+        if room.chars().any(char::is_control) {
+            return Err("the room name contains control characters".into());
+        }
+        Ok(())
+    }
+
     /// Whether `who` may do `action` on `room`. Rooms granted by the token's `rooms` claim
     /// may always be joined.
     pub fn allows(&self, who: &Identity, room: &str, action: RoomAction) -> bool {

@@ -48,10 +48,7 @@ pub struct ConnectArgs {
     ca: Option<PathBuf>,
 }
 
-enum Line {
-    Text(String),
-}
-
+/// A Socket.IO URL (`http(s)://host[/namespace]`): the WebSocket URL and the namespace.
 fn sio_url(url: &str) -> Option<(String, String)> {
     let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
         ("ws", r)
@@ -69,21 +66,86 @@ fn sio_url(url: &str) -> Option<(String, String)> {
     Some((format!("{scheme}://{host}/socket.io/?EIO=4&transport=websocket"), nsp))
 }
 
+/// Where `connect` goes: a plain WebSocket URL, or a Socket.IO server and namespace.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Ws(String),
+    Sio { ws_url: String, nsp: String },
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, String> {
+        if let Some((ws_url, nsp)) = sio_url(url) {
+            return Ok(Target::Sio { ws_url, nsp });
+        }
+        if url.starts_with("ws://") || url.starts_with("wss://") {
+            return Ok(Target::Ws(url.to_owned()));
+        }
+        let host = url.split("://").last().unwrap_or(url).trim_end_matches('/');
+        Err(format!(
+            "{url:?} has no scheme this client speaks: use http://{host}/ or https://… for Socket.IO, \
+             ws://{host}/ws or wss://… for a plain WebSocket (the hub's is /ws)"
+        ))
+    }
+}
+
+/// A connection error, with a hint when the likely cause is the URL.
+fn explain(e: &switchboard_ws::Error, target: &Target) -> String {
+    use switchboard_ws::proto::HandshakeError;
+    match (e, target) {
+        (
+            switchboard_ws::Error::Handshake(HandshakeError::UnexpectedStatus { status: 200 | 404, .. }),
+            Target::Ws(url),
+        ) => {
+            format!(
+                "{e}: the server at {url} does not accept WebSocket connections on this path; \
+                 is the path right? The hub's WebSocket endpoint is /ws (ws://host:port/ws); for \
+                 Socket.IO use http://host:port/"
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// A typed line as a Socket.IO event packet asking for ack `id`: a JSON array
-/// `["event", args…]`, `event JSON`, or any other text as a `message` event.
-fn sio_packet(nsp: &str, line: &str, id: u64) -> SioPacket {
-    if let Ok(Value::Array(mut a)) = serde_json::from_str::<Value>(line) {
-        if let Some(Value::String(name)) = a.first().cloned() {
-            a.remove(0);
-            return SioPacket::event(nsp, &name, a, Some(id));
+/// `["event", args…]`, `event JSON`, or any other text as a `message` event. A line that
+/// looks like JSON but does not parse is an error, never sent as text by accident.
+fn sio_packet(nsp: &str, line: &str, id: u64) -> Result<SioPacket, String> {
+    let t = line.trim();
+    if t.starts_with('[') || t.starts_with('{') {
+        return match serde_json::from_str::<Value>(t) {
+            Ok(Value::Array(mut a)) => match a.first().cloned() {
+                Some(Value::String(name)) => {
+                    a.remove(0);
+                    Ok(SioPacket::event(nsp, &name, a, Some(id)))
+                }
+                _ => Err("a JSON array line must start with the event name: [\"event\", args…]".into()),
+            },
+            Ok(_) => Err("a JSON object needs an event name first: `event {…}`".into()),
+            Err(e) => Err(format!("not valid JSON: {e}")),
+        };
+    }
+    if let Some((ev, rest)) = t.split_once(' ') {
+        let rest = rest.trim();
+        if !ev.is_empty() && (rest.starts_with(['{', '[', '"']) || serde_json::from_str::<Value>(rest).is_ok()) {
+            return match serde_json::from_str::<Value>(rest) {
+                Ok(v) => Ok(SioPacket::event(nsp, ev, vec![v], Some(id))),
+                Err(e) => Err(format!("the argument of `{ev}` is not valid JSON: {e}")),
+            };
         }
     }
-    if let Some((ev, rest)) = line.split_once(' ') {
-        if let (false, Ok(v)) = (ev.is_empty(), serde_json::from_str::<Value>(rest)) {
-            return SioPacket::event(nsp, ev, vec![v], Some(id));
-        }
+    Ok(SioPacket::event(nsp, "message", vec![Value::String(line.to_owned())], Some(id)))
+}
+
+/// A typed line for a plain WebSocket: sent as it is, but a line that looks like JSON must
+/// parse; a JSON object's `id` (a number) is returned, to wait for its reply.
+fn ws_line(line: &str) -> Result<Option<u64>, String> {
+    let t = line.trim();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return Ok(None);
     }
-    SioPacket::event(nsp, "message", vec![Value::String(line.to_owned())], Some(id))
+    let v: Value = serde_json::from_str(t).map_err(|e| format!("not valid JSON: {e}"))?;
+    Ok(v.get("id").and_then(Value::as_u64))
 }
 
 /// The WebSocket frames of one Socket.IO packet: an Engine.IO message with its text, then
@@ -105,21 +167,33 @@ async fn send_sio(
     Ok(())
 }
 
-/// What one Socket.IO packet from the server means for the session.
+/// What one message from the server means for the session.
 enum Step {
     Continue,
     /// The namespace is joined: send the lines held so far.
     Ready,
+    /// The server ended the session (its reason was printed); the exit status depends on
+    /// whether the script was done.
+    Ended,
     Exit(ExitCode),
 }
 
-/// Shows a packet for our namespace and answers calls with `--ack`.
+/// The script's progress: replies it waits for, events from others it has seen.
+#[derive(Default)]
+struct Progress {
+    /// Ack ids (Socket.IO) or request ids (`/ws`) sent and not answered yet.
+    pending: std::collections::HashSet<u64>,
+    /// Events from others (not the hub's `welcome`, not replies to our own requests).
+    got: usize,
+}
+
+/// Shows a Socket.IO packet for our namespace, answers calls with `--ack`, tracks replies.
 async fn on_sio_packet(
     ws: &mut WebSocket<switchboard_ws::MaybeTlsStream>,
     a: &ConnectArgs,
     nsp: &str,
     p: SioPacket,
-    got: &mut usize,
+    progress: &mut Progress,
 ) -> Step {
     if p.nsp != nsp {
         return Step::Continue;
@@ -131,11 +205,15 @@ async fn on_sio_packet(
             Step::Ready
         }
         PacketType::ConnectError => {
-            show(a.json, "connect_error", data);
+            show(a.json, "connect_error", data.clone());
+            eprintln!("switchboard connect: refused by the server: {data}");
             Step::Exit(ExitCode::FAILURE)
         }
         PacketType::Event | PacketType::BinaryEvent => {
-            *got += 1;
+            // The hub's own greeting is not an event from others.
+            if p.event_parts().is_none_or(|(name, _)| name != "welcome") {
+                progress.got += 1;
+            }
             if !p.attachments.is_empty() {
                 show(a.json, "binary", json!(p.attachments.iter().map(|b| b.len()).collect::<Vec<_>>()));
             }
@@ -147,17 +225,37 @@ async fn on_sio_packet(
             Step::Continue
         }
         PacketType::Ack | PacketType::BinaryAck => {
-            *got += 1;
+            if let Some(id) = p.id {
+                progress.pending.remove(&id);
+            }
             show(a.json, "ack", data);
             Step::Continue
         }
         PacketType::Disconnect => {
             show(a.json, "disconnect", Value::Null);
-            Step::Exit(ExitCode::SUCCESS)
+            eprintln!("switchboard connect: disconnected by the server");
+            Step::Ended
         }
     }
 }
 
+/// Shows a text message from a plain WebSocket server, tracking replies to our requests.
+fn on_ws_text(a: &ConnectArgs, t: &str, progress: &mut Progress) {
+    let v: Value = serde_json::from_str(t).unwrap_or(Value::String(t.to_owned()));
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "reply" | "pong" => {
+            if let Some(id) = v.get("id").and_then(Value::as_u64) {
+                progress.pending.remove(&id);
+            }
+        }
+        "welcome" => {}
+        _ => progress.got += 1,
+    }
+    show(a.json, "message", v);
+}
+
+/// Prints one incoming message (a line of JSON with `--json`).
 fn show(json_out: bool, kind: &str, v: Value) {
     if json_out {
         println!("{}", json!({"type": kind, "data": v}));
@@ -171,8 +269,17 @@ fn show(json_out: bool, kind: &str, v: Value) {
 
 /// Runs `connect`.
 pub async fn run(a: ConnectArgs) -> ExitCode {
-    let sio = sio_url(&a.url);
-    let ws_url = sio.as_ref().map(|(u, _)| u.clone()).unwrap_or_else(|| a.url.clone());
+    let target = match Target::parse(&a.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("switchboard connect: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (ws_url, nsp) = match &target {
+        Target::Ws(u) => (u.clone(), None),
+        Target::Sio { ws_url, nsp } => (ws_url.clone(), Some(nsp.clone())),
+    };
     let mut b = ClientBuilder::new(ws_url).connect_timeout(Duration::from_secs(a.timeout.max(1)));
     for h in &a.headers {
         match h.split_once(':') {
@@ -186,7 +293,7 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
     if let Some(p) = &a.protocol {
         b = b.protocol(p.clone());
     }
-    if let (Some(t), None) = (&a.token, &sio) {
+    if let (Some(t), None) = (&a.token, &nsp) {
         b = b.header("Authorization", format!("Bearer {t}"));
     }
     if let Some(ca) = &a.ca {
@@ -208,12 +315,16 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
     let mut ws = match b.connect().await {
         Ok(ws) => ws,
         Err(e) => {
-            eprintln!("switchboard connect: {e}");
+            eprintln!("switchboard connect: {}", explain(&e, &target));
             return ExitCode::FAILURE;
         }
     };
-    let scripted = !a.execute.is_empty() || a.wait.is_some();
-    let nsp = sio.as_ref().map(|(_, n)| n.clone());
+    // Interactive: a terminal on stdin and no script. Otherwise (lines from -x or a pipe, or
+    // -w) the session ends by itself once everything is sent, every request is answered and
+    // the events waited for have come, or fails at --timeout.
+    let stdin_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let interactive = stdin_tty && a.execute.is_empty() && a.wait.is_none();
+    let read_stdin = !stdin_tty || interactive;
     if let Some(nsp) = &nsp {
         let auth = a.token.as_ref().map(|t| json!({"token": t}));
         if send_sio(&mut ws, &SioPacket::connect(nsp, auth)).await.is_err() {
@@ -223,118 +334,178 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
     }
     // What the server sends, decoded as a client does (attachments reassembled, caps on).
     let mut decoder = Decoder::client_side(Limits::default().with_max_attachment_bytes(64 << 20));
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<Line>(64);
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(64);
     let pre = a.execute.clone();
-    let read_stdin = !scripted;
     tokio::spawn(async move {
         for l in pre {
-            if line_tx.send(Line::Text(l)).await.is_err() {
+            if line_tx.send(l).await.is_err() {
                 return;
             }
         }
         if read_stdin {
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             while let Ok(Some(l)) = lines.next_line().await {
-                if line_tx.send(Line::Text(l)).await.is_err() {
+                if line_tx.send(l).await.is_err() {
                     return;
                 }
             }
         }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(a.timeout);
-    let mut got = 0usize;
+    let mut progress = Progress::default();
     // Socket.IO: lines wait until the namespace is joined.
     let mut ready = nsp.is_none();
     let mut held: Vec<String> = Vec::new();
-    let mut stdin_open = true;
+    let mut input_open = true;
+    let mut next_id: u64 = 1;
     let code = loop {
-        if a.wait.is_some_and(|w| got >= w) {
+        let done = ready
+            && !input_open
+            && held.is_empty()
+            && progress.pending.is_empty()
+            && a.wait.is_none_or(|w| progress.got >= w);
+        if done && !interactive {
             break ExitCode::SUCCESS;
         }
         let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
-            l = line_rx.recv(), if stdin_open => match l {
-                Some(Line::Text(l)) => {
+            l = line_rx.recv(), if input_open => match l {
+                Some(l) => {
+                    if l.trim().is_empty() {
+                        continue;
+                    }
                     if !ready {
                         held.push(l);
                         continue;
                     }
-                    if send_line(&mut ws, nsp.as_deref(), &l).await.is_err() {
-                        break ExitCode::FAILURE;
+                    match send_line(&mut ws, nsp.as_deref(), &l, &mut next_id, &mut progress).await {
+                        Ok(()) => {}
+                        Err(LineError::Bad(e)) if interactive => eprintln!("switchboard connect: not sent: {e}"),
+                        Err(LineError::Bad(e)) => {
+                            eprintln!("switchboard connect: not sent: {e}: {l}");
+                            break ExitCode::from(2);
+                        }
+                        Err(LineError::Closed(e)) => {
+                            eprintln!("switchboard connect: {e}");
+                            break ExitCode::FAILURE;
+                        }
                     }
                 }
                 None => {
-                    stdin_open = false;
-                    if !scripted {
+                    input_open = false;
+                    if interactive {
                         let _ = ws.close(CloseCode::NORMAL, "").await;
                         break ExitCode::SUCCESS;
                     }
                 }
             },
-            m = ws.recv() => match m {
-                Some(Ok(Message::Text(t))) if nsp.is_none() => {
-                    got += 1;
-                    show(a.json, "message", serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())));
-                }
-                Some(Ok(Message::Binary(b))) if nsp.is_none() => {
-                    got += 1;
-                    show(a.json, "binary", json!(b.len()));
-                }
-                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    let n = nsp.as_deref().unwrap_or("/");
-                    let now = std::time::Instant::now();
-                    let decoded = match m {
-                        Message::Text(t) => match EioPacket::decode_text(t) {
-                            Ok(EioPacket::Ping(p)) => {
-                                let _ = ws.send(Message::text(EioPacket::Pong(p).encode_text())).await;
-                                continue;
+            m = ws.recv() => {
+                let step = match m {
+                    Some(Ok(Message::Text(t))) if nsp.is_none() => {
+                        on_ws_text(&a, &t, &mut progress);
+                        Step::Continue
+                    }
+                    Some(Ok(Message::Binary(b))) if nsp.is_none() => {
+                        progress.got += 1;
+                        show(a.json, "binary", json!(b.len()));
+                        Step::Continue
+                    }
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                        let n = nsp.as_deref().unwrap_or("/");
+                        let now = std::time::Instant::now();
+                        let decoded = match m {
+                            Message::Text(t) => match EioPacket::decode_text(t) {
+                                Ok(EioPacket::Ping(p)) => {
+                                    let _ = ws.send(Message::text(EioPacket::Pong(p).encode_text())).await;
+                                    continue;
+                                }
+                                Ok(EioPacket::Close) => {
+                                    show(a.json, "close", Value::Null);
+                                    eprintln!("switchboard connect: the server closed the session");
+                                    Err("closed".to_owned())
+                                }
+                                Ok(EioPacket::Message(Data::Text(s))) => decoder.text(&s, now).map_err(|e| e.to_string()),
+                                Ok(_) => continue,
+                                Err(e) => Err(e.to_string()),
+                            },
+                            Message::Binary(b) => decoder.binary(b, now).map_err(|e| e.to_string()),
+                            _ => continue,
+                        };
+                        match decoded {
+                            Ok(Some(p)) => on_sio_packet(&mut ws, &a, n, p, &mut progress).await,
+                            Ok(None) => Step::Continue,
+                            Err(e) if e == "closed" => Step::Ended,
+                            Err(e) => {
+                                eprintln!("switchboard connect: bad packet from the server: {e}");
+                                Step::Exit(ExitCode::FAILURE)
                             }
-                            Ok(EioPacket::Close) => {
-                                show(a.json, "close", Value::Null);
-                                break ExitCode::SUCCESS;
-                            }
-                            Ok(EioPacket::Message(Data::Text(s))) => decoder.text(&s, now).map_err(|e| e.to_string()),
-                            Ok(_) => continue,
-                            Err(e) => Err(e.to_string()),
-                        },
-                        Message::Binary(b) => decoder.binary(b, now).map_err(|e| e.to_string()),
-                        _ => continue,
-                    };
-                    let p = match decoded {
-                        Ok(Some(p)) => p,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            eprintln!("switchboard connect: bad packet from the server: {e}");
-                            break ExitCode::FAILURE;
                         }
-                    };
-                    match on_sio_packet(&mut ws, &a, n, p, &mut got).await {
-                        Step::Continue => {}
-                        Step::Ready => {
-                            ready = true;
-                            for l in std::mem::take(&mut held) {
-                                if send_line(&mut ws, nsp.as_deref(), &l).await.is_err() {
+                    }
+                    Some(Ok(Message::Close(f))) => {
+                        let (code, reason) = f.map(|f| (f.code.0, f.reason.to_string())).unwrap_or((1005, String::new()));
+                        show(a.json, "close", json!({"code": code, "reason": reason}));
+                        eprintln!("switchboard connect: closed by the server: {code} {reason}");
+                        Step::Ended
+                    }
+                    Some(Ok(_)) => Step::Continue,
+                    Some(Err(e)) => {
+                        eprintln!("switchboard connect: {e}");
+                        Step::Exit(ExitCode::FAILURE)
+                    }
+                    None => {
+                        eprintln!("switchboard connect: the connection was closed");
+                        Step::Ended
+                    }
+                };
+                match step {
+                    Step::Continue => {}
+                    Step::Ready => {
+                        ready = true;
+                        let mut failed = None;
+                        for l in std::mem::take(&mut held) {
+                            match send_line(&mut ws, nsp.as_deref(), &l, &mut next_id, &mut progress).await {
+                                Ok(()) => {}
+                                Err(LineError::Bad(e)) if interactive => eprintln!("switchboard connect: not sent: {e}"),
+                                Err(LineError::Bad(e)) => {
+                                    eprintln!("switchboard connect: not sent: {e}: {l}");
+                                    failed = Some(ExitCode::from(2));
+                                    break;
+                                }
+                                Err(LineError::Closed(e)) => {
+                                    eprintln!("switchboard connect: {e}");
+                                    failed = Some(ExitCode::FAILURE);
                                     break;
                                 }
                             }
                         }
-                        Step::Exit(code) => break code,
+                        if let Some(c) = failed {
+                            break c;
+                        }
                     }
+                    Step::Ended => {
+                        // The server ended it: fine only if the script had nothing left to do.
+                        let finished = !input_open && held.is_empty() && progress.pending.is_empty()
+                            && a.wait.is_none_or(|w| progress.got >= w);
+                        break if finished && !interactive { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+                    }
+                    Step::Exit(c) => break c,
                 }
-                Some(Ok(Message::Close(f))) => {
-                    let (code, reason) = f.map(|f| (f.code.0, f.reason.to_string())).unwrap_or((1005, String::new()));
-                    show(a.json, "close", json!({"code": code, "reason": reason}));
-                    break if a.wait.is_some_and(|w| got < w) { ExitCode::FAILURE } else { ExitCode::SUCCESS };
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    eprintln!("switchboard connect: {e}");
-                    break ExitCode::FAILURE;
-                }
-                None => break if a.wait.is_some_and(|w| got < w) { ExitCode::FAILURE } else { ExitCode::SUCCESS },
             },
-            _ = sleep, if scripted => {
-                eprintln!("switchboard connect: timed out after {} s ({got} messages)", a.timeout);
+            _ = sleep, if !interactive => {
+                let mut missing = Vec::new();
+                if !ready {
+                    missing.push("the namespace to be joined".to_owned());
+                }
+                if !progress.pending.is_empty() {
+                    missing.push(format!("{} repl{}", progress.pending.len(), if progress.pending.len() == 1 { "y" } else { "ies" }));
+                }
+                if let Some(w) = a.wait.filter(|w| progress.got < *w) {
+                    missing.push(format!("{} more event(s) ({} of {w})", w - progress.got, progress.got));
+                }
+                if input_open {
+                    missing.push("the end of the input".to_owned());
+                }
+                eprintln!("switchboard connect: timed out after {} s, waiting for {}", a.timeout, missing.join(", "));
                 break ExitCode::FAILURE;
             }
         }
@@ -343,19 +514,37 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
     code
 }
 
+/// Why a line was not sent.
+enum LineError {
+    /// The line is malformed (nothing was sent).
+    Bad(String),
+    /// The connection is gone.
+    Closed(String),
+}
+
 async fn send_line(
     ws: &mut WebSocket<switchboard_ws::MaybeTlsStream>,
     nsp: Option<&str>,
     line: &str,
-) -> Result<(), switchboard_ws::Error> {
-    match nsp {
+    next_id: &mut u64,
+    progress: &mut Progress,
+) -> Result<(), LineError> {
+    let sent = match nsp {
         Some(n) => {
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            send_sio(ws, &sio_packet(n, line, id)).await
+            let id = *next_id;
+            let p = sio_packet(n, line, id).map_err(LineError::Bad)?;
+            *next_id += 1;
+            progress.pending.insert(id);
+            send_sio(ws, &p).await
         }
-        None => ws.send(Message::text(line.to_owned())).await,
-    }
+        None => {
+            if let Some(id) = ws_line(line).map_err(LineError::Bad)? {
+                progress.pending.insert(id);
+            }
+            ws.send(Message::text(line.to_owned())).await
+        }
+    };
+    sent.map_err(|e| LineError::Closed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -374,10 +563,20 @@ mod tests {
             Message::Text(t) => t.to_string(),
             m => panic!("{m:?}"),
         };
-        assert_eq!(frame(&sio_packet("/", "hello", 1)), r#"421["message","hello"]"#);
-        assert_eq!(frame(&sio_packet("/", r#"publish {"room":"chat:x"}"#, 2)), r#"422["publish",{"room":"chat:x"}]"#);
-        assert_eq!(frame(&sio_packet("/a", r#"["e",1,2]"#, 3)), r#"42/a,3["e",1,2]"#);
-        assert_eq!(frame(&sio_packet("/", "not json {", 4)), r#"424["message","not json {"]"#);
+        let line = |nsp: &str, l: &str, id| sio_packet(nsp, l, id).unwrap();
+        assert_eq!(frame(&line("/", "hello", 1)), r#"421["message","hello"]"#);
+        assert_eq!(frame(&line("/", r#"publish {"room":"chat:x"}"#, 2)), r#"422["publish",{"room":"chat:x"}]"#);
+        assert_eq!(frame(&line("/a", r#"["e",1,2]"#, 3)), r#"42/a,3["e",1,2]"#);
+        assert_eq!(frame(&line("/", "hello world", 4)), r#"424["message","hello world"]"#);
+        // Mistyped JSON is an error, not a `message`.
+        for bad in [r#"publish {"room":"x""#, r#"["e",1"#, r#"{"a":1}"#, "[1,2]", r#"publish {room: 1}"#] {
+            assert!(sio_packet("/", bad, 5).is_err(), "{bad}");
+        }
+        assert_eq!(ws_line(r#"{"type":"ping","id":7}"#), Ok(Some(7)));
+        assert_eq!(ws_line("plain text"), Ok(None));
+        assert!(ws_line(r#"{"type":"ping""#).is_err());
+        assert!(Target::parse("127.0.0.1:8080").unwrap_err().contains("http://127.0.0.1:8080/"));
+        assert_eq!(Target::parse("ws://h/ws"), Ok(Target::Ws("ws://h/ws".into())));
         assert_eq!(frame(&SioPacket::connect("/a", Some(json!({"token": "t"})))), r#"40/a,{"token":"t"}"#);
     }
 }

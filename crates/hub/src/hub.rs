@@ -276,10 +276,11 @@ impl Hub {
 
     /// Joins a client (Socket.IO sid or `/ws` id) to a room, checking the policy when
     /// `check` (a client asking) and the per-client cap.
-    pub async fn join(&self, who: &str, room: &str, check: Option<&Identity>) -> Result<(), &'static str> {
+    pub async fn join(&self, who: &str, room: &str, check: Option<&Identity>) -> Result<(), String> {
+        self.policy.check_name(room)?;
         if let Some(id) = check {
             if !self.policy.allows(id, room, RoomAction::Join) {
-                return Err("permission denied");
+                return Err(format!("permission denied: the room rules do not let you join {room:?}"));
             }
         }
         let _g = self.room_lock.write().await;
@@ -288,21 +289,25 @@ impl Hub {
             if ns.get_socket(sid).is_some() {
                 let rooms = self.io.rooms(sid, "/").await.map_err(|_| "adapter error")?;
                 if rooms.len() > self.policy.max_rooms && !rooms.iter().any(|r| &**r == room) {
-                    return Err("room limit exceeded");
+                    return Err(self.room_limit());
                 }
-                return self.io.enter_room(sid, room, "/").await.map_err(|_| "adapter error");
+                return self.io.enter_room(sid, room, "/").await.map_err(|_| "adapter error".to_owned());
             }
         }
         let c = self.ws_clients.read().get(who).cloned().ok_or("no such client")?;
         {
             let mut rooms = c.rooms.lock();
             if rooms.len() >= self.policy.max_rooms && !rooms.contains(room) {
-                return Err("room limit exceeded");
+                return Err(self.room_limit());
             }
             rooms.insert(room.to_owned());
         }
         self.ws_rooms.write().entry(room.to_owned()).or_default().insert(who.to_owned());
         Ok(())
+    }
+
+    fn room_limit(&self) -> String {
+        format!("room limit exceeded: at most {} rooms per client (rooms.max_rooms_per_client)", self.policy.max_rooms)
     }
 
     /// Takes a client out of a room.
@@ -420,7 +425,7 @@ impl Hub {
                 let room = room_of(v);
                 match self.join(who, &room, Some(ident)).await {
                     Ok(()) => json!({"ok": true, "room": room}),
-                    Err(e) => refusal(e),
+                    Err(e) => refusal(&e),
                 }
             }
             "unsubscribe" => {
@@ -430,8 +435,11 @@ impl Hub {
             }
             "publish" => {
                 let room = room_of(v);
+                if let Err(e) = self.policy.check_name(&room) {
+                    return refusal(&e);
+                }
                 if !self.policy.allows(ident, &room, RoomAction::Publish) {
-                    return refusal("permission denied");
+                    return refusal(&format!("permission denied: the room rules do not let you publish to {room:?}"));
                 }
                 let event = match v.get("event") {
                     None => "message",

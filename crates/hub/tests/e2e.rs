@@ -574,12 +574,13 @@ async fn t1_t2_t3_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = Command::new(bin)
-        .args(["connect", &url, "-w", "1", "--timeout", "5", "--ca", ca.2.to_str().unwrap()])
+        .args(["connect", &url, "-x", r#"{"type":"ping","id":1}"#, "--timeout", "5", "--ca", ca.2.to_str().unwrap()])
         .output()
         .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("welcome"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("welcome") && stdout.contains("pong"), "{stdout}");
 }
 
 /// A test CA and a `localhost` certificate: (cert chain, key, CA) files.
@@ -1194,4 +1195,126 @@ async fn configuration_says_everything_at_once_and_accepts_the_usual_spellings()
     let out = child.wait_with_output().await.unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.lines().next().is_some_and(|l| l.starts_with('{')), "not JSON logs: {log}");
+}
+
+/// Runs `switchboard connect` with `args`, feeding `stdin` (then closing it); exit code,
+/// stdout, stderr, and how long it took.
+async fn connect_cli(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String, Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.arg("connect").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let t0 = std::time::Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    if let Some(text) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(text.as_bytes()).await.unwrap();
+        drop(w);
+    }
+    let out =
+        tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.expect("connect hung").unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        t0.elapsed(),
+    )
+}
+
+/// Waits until the hub lists `n` clients.
+async fn clients_become(hub: &Hub, n: usize) {
+    for _ in 0..200 {
+        let (_, r) = hub.api("GET", "/api/sockets", Value::Null).await;
+        if r["clients"].as_array().is_some_and(|c| c.len() == n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the hub never had {n} clients");
+}
+
+#[tokio::test]
+async fn connect_scripts_end_when_done_and_say_why_when_not() {
+    let hub = Hub::start(&[], "").await;
+    let url = hub.url();
+    let ws = format!("ws://{}/ws", hub.addr);
+    // -x without -w: exits 0 as soon as its request is answered, not at the timeout.
+    let (code, out, err, took) = connect_cli(&[&url, "-x", r#"subscribe "chat:lobby""#, "--timeout", "10"], None).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("ack") && out.contains("chat:lobby") && took < Duration::from_secs(5), "{out} {took:?}");
+    // The same on /ws, with a request id.
+    let (code, out, err, _) = connect_cli(&[&ws, "-x", r#"{"type":"ping","id":3}"#, "--timeout", "10"], None).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("pong"), "{out}");
+    // -w 0: connects, then exits.
+    let (code, out, _, _) = connect_cli(&[&url, "-w", "0"], None).await;
+    assert!(code == Some(0) && out.contains("connect"), "{out}");
+    // -w 1 counts events from others only: the welcome does not end it, a push does.
+    let bin = env!("CARGO_BIN_EXE_switchboard");
+    let waiting = Command::new(bin)
+        .args(["connect", &url, "-w", "1", "--timeout", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    clients_become(&hub, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, _) = hub.api("POST", "/api/emit", json!({"event": "notification", "data": {"n": 1}})).await;
+    assert_eq!(s, 200);
+    let out = tokio::time::timeout(Duration::from_secs(10), waiting.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("\"n\":1"), "{stdout}");
+    // Piped stdin with -w: the lines are sent, and it waits for their acks at the end of input.
+    let (code, out, err, _) =
+        connect_cli(&[&url, "--timeout", "10"], Some("subscribe \"chat:lobby\"\nunsubscribe \"chat:lobby\"\n")).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(out.matches("< ack").count(), 2, "{out}");
+    // A mistyped JSON line is refused locally, not sent as a `message`.
+    let (code, _, err, _) = connect_cli(&[&url, "-x", r#"publish {"room":"chat:lobby""#], None).await;
+    assert!(code == Some(2) && err.contains("not valid JSON"), "{code:?} {err}");
+    // Rooms: what is wrong with the name, not "permission denied".
+    let long = format!("subscribe \"{}\"", "r".repeat(300));
+    let (_, out, _, _) = connect_cli(&[&url, "-x", "subscribe \"\"", "-x", &long], None).await;
+    assert!(out.contains("no room given") && out.contains("longer than"), "{out}");
+    // A timeout says what it was waiting for.
+    let (code, _, err, _) = connect_cli(&[&url, "-w", "5", "--timeout", "1"], None).await;
+    assert!(code == Some(1) && err.contains("0 of 5"), "{code:?} {err}");
+}
+
+#[tokio::test]
+async fn connect_explains_refusals_and_wrong_urls() {
+    let hub = Hub::start(&["--anonymous", "false"], "").await;
+    // Socket.IO refusal: exit 1 with the server's reason.
+    let (code, _, err, _) = connect_cli(&[&hub.url(), "-w", "1"], None).await;
+    assert!(code == Some(1) && err.contains("refused") && err.contains("token_missing"), "{code:?} {err}");
+    // /ws refusal: the 401 body (its code) is shown.
+    let (code, _, err, _) = connect_cli(&[&format!("ws://{}/ws", hub.addr), "--token", "abc", "-w", "1"], None).await;
+    assert!(code == Some(1) && err.contains("401") && err.contains("token_malformed"), "{code:?} {err}");
+    // ws:// without /ws: the path is suggested.
+    let (code, _, err, _) = connect_cli(&[&format!("ws://{}/", hub.addr), "-w", "1"], None).await;
+    assert!(code == Some(1) && err.contains("/ws"), "{code:?} {err}");
+    // No scheme: the schemes that work are named.
+    let (code, _, err, _) = connect_cli(&[&hub.addr.to_string(), "-w", "1"], None).await;
+    assert!(code == Some(2) && err.contains(&format!("http://{}/", hub.addr)), "{code:?} {err}");
+    // The server ends the session: non-zero, with the reason.
+    let t = token("zed", 600, &[]);
+    let bin = env!("CARGO_BIN_EXE_switchboard");
+    let mut child = Command::new(bin)
+        .args(["connect", &hub.url(), "--token", &t, "-w", "5", "--timeout", "15"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    clients_become(&hub, 1).await;
+    let (_, r) = hub.api("GET", "/api/sockets", Value::Null).await;
+    let id = r["clients"][0]["id"].as_str().unwrap().to_owned();
+    hub.api("POST", "/api/disconnect", json!({"ids": [id]})).await;
+    let status =
+        tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("connect did not exit").unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+    assert!(!status.success() && err.contains("disconnected by the server"), "{status:?} {err}");
 }

@@ -295,7 +295,15 @@ async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let resp = parse_response(&buf[..head_len], &config)?;
-    let negotiated = req.validate_response(&resp)?;
+    let negotiated = match req.validate_response(&resp) {
+        Ok(n) => n,
+        Err(HandshakeError::UnexpectedStatus { status, location, .. }) => {
+            // The server's reason for refusing is in the body: read a little of it.
+            let body = refusal_body(&mut io, &mut buf, head_len, &resp).await;
+            return Err(HandshakeError::UnexpectedStatus { status, location, body }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let ext: Option<Box<dyn Extension>> = match (negotiated.extensions.as_slice(), deflate) {
         ([], _) => None,
         ([one], Some(cfg)) => {
@@ -314,6 +322,37 @@ async fn handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     let rest = BytesMut::from(&buf[head_len..]);
     let info = Info { url, protocol: negotiated.protocol, extensions };
     Ok(WebSocket::from_parts(io, Role::Client, config, rest, info, ext))
+}
+
+/// The start of a refusal's body: what follows the head, up to `Content-Length` (or what has
+/// arrived without it), at most 512 characters, within 1 s; control characters dropped.
+async fn refusal_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    head_len: usize,
+    resp: &http::Response<()>,
+) -> Option<String> {
+    const MAX: usize = 512;
+    let want = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |n| n.min(MAX));
+    let read = async {
+        while buf.len() - head_len < want {
+            buf.reserve(MAX);
+            match io.read_buf(buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+    let end = buf.len().min(head_len + MAX);
+    let text: String = String::from_utf8_lossy(&buf[head_len..end]).chars().filter(|c| !c.is_control()).collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ async fn h12_client_validates_the_response() {
     type Check = fn(&Error) -> bool;
     let cases: Vec<(&'static str, Check)> = vec![
         ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::UnexpectedStatus { status: 200, .. }))),
-        ("HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:1/\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::UnexpectedStatus { status: 302, location: Some(_) }))),
+        ("HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:1/\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::UnexpectedStatus { status: 302, location: Some(_), .. }))),
         ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n", |e| matches!(e, Error::Handshake(HandshakeError::BadAccept))),
         (Box::leak(format!("{base}Sec-WebSocket-Protocol: evil\r\n\r\n").into_boxed_str()), |e| matches!(e, Error::Handshake(HandshakeError::UnrequestedProtocol(_)))),
         (Box::leak(format!("{base}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n").into_boxed_str()), |e| matches!(e, Error::Handshake(HandshakeError::UnrequestedExtension(_)))),

@@ -138,7 +138,7 @@ impl ClientRequest {
     pub fn validate_response(&self, resp: &Response<()>) -> Result<Negotiated, HandshakeError> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let location = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            return Err(HandshakeError::UnexpectedStatus { status: resp.status().as_u16(), location });
+            return Err(HandshakeError::UnexpectedStatus { status: resp.status().as_u16(), location, body: None });
         }
         let h = resp.headers();
         if !list_contains(h.get_all(header::UPGRADE).iter().map(|v| v.as_bytes()), "websocket") {
@@ -253,7 +253,7 @@ mod tests {
         let red = parse_response(s, &Config::default()).unwrap_or_default();
         assert_eq!(
             r.validate_response(&red),
-            Err(HandshakeError::UnexpectedStatus { status: 302, location: Some("http://evil/".into()) })
+            Err(HandshakeError::UnexpectedStatus { status: 302, location: Some("http://evil/".into()), body: None })
         );
         let s = b"HTTP/1.1 200 OK\r\n\r\n";
         let ok = parse_response(s, &Config::default()).unwrap_or_default();

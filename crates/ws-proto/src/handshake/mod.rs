@@ -77,12 +77,15 @@ pub enum HandshakeError {
     Rejected(u16),
     /// Client: the server answered with another status than 101 (security: H12). Redirects are not
     /// followed (their `Location` is reported) so credentials never leak to another origin.
-    #[error("unexpected HTTP status {status}")]
+    #[error("unexpected HTTP status {status}{}", body.as_deref().map(|b| format!(": {b}")).unwrap_or_default())]
     UnexpectedStatus {
         /// The status code.
         status: u16,
         /// The `Location` header of a redirect.
         location: Option<String>,
+        /// The start of the response body (at most 512 characters, control characters
+        /// removed), when the I/O layer read it: the server's reason for refusing.
+        body: Option<String>,
     },
     /// Client: `Sec-WebSocket-Accept` missing or wrong (security: H12).
     #[error("Sec-WebSocket-Accept does not match the key")]
