@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use switchboard_socketio::engineio::RemoteAddr;
-use switchboard_ws::proto::handshake::server::OriginPolicy;
+use switchboard_ws::proto::handshake::server::{normalize_origin, OriginPolicy};
 use switchboard_ws::{Acceptor, CloseCode, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -30,6 +30,8 @@ use crate::hub::{watch_expiry, Hub};
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const SOCKET_IO_JS: &str = include_str!("../assets/vendor/socket.io-client/socket.io.min.js");
 const OPENAPI: &str = include_str!("../assets/openapi.json");
+/// The demo page's icon: a small SVG (browsers take SVG at `/favicon.ico`).
+const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1d2330"/><path d="M4 5h8M4 8h5M4 11h7" stroke="#3a5bd9" stroke-width="2" stroke-linecap="round"/></svg>"##;
 
 fn json_response(status: StatusCode, v: Value) -> Response {
     (status, Json(v)).into_response()
@@ -80,6 +82,12 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(
             "/assets/socket.io.min.js",
             get(|| async { ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], SOCKET_IO_JS) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=86400")], FAVICON)
+            }),
         )
         .route("/ws", get(ws_endpoint))
         .route("/healthz", get(healthz))
@@ -521,11 +529,23 @@ fn is_new_client(req: &http::Request<hyper::body::Incoming>) -> bool {
     (path.starts_with("/socket.io") && !q.contains("sid=")) || path == "/ws"
 }
 
+/// Whether `origin` is the hub's own: the scheme and `Host` this request was sent to (a page
+/// the hub served itself). Such requests pass an `server.origins` allowlist.
+fn is_own_origin(origin: &str, host: Option<&str>, tls: bool) -> bool {
+    let Some(host) = host.filter(|h| !h.is_empty()) else { return false };
+    let own = format!("{}://{host}", if tls { "https" } else { "http" });
+    matches!(
+        (normalize_origin(origin), normalize_origin(&own)),
+        (Some(a), Some(b)) if a == b
+    )
+}
+
 async fn serve_conn<I>(
     hub: Arc<Hub>,
     app: Router,
     io: I,
     peer: SocketAddr,
+    tls: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -538,6 +558,19 @@ async fn serve_conn<I>(
         let app = app.clone();
         let hub = h2.clone();
         async move {
+            // The hub's own page is always allowed: a same-origin request drops its Origin
+            // header before the allowlist sees it (it needs no CORS either).
+            if !hub.config.server.origins.is_empty() {
+                let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+                let own = req
+                    .headers()
+                    .get(header::ORIGIN)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|o| is_own_origin(o, host, tls));
+                if own {
+                    req.headers_mut().remove(header::ORIGIN);
+                }
+            }
             if req.uri().path().starts_with("/socket.io") && !hub.config.server.origins.is_empty() {
                 let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
                 if origin.is_some() && !OriginPolicy::allow_list(&hub.config.server.origins).allows(origin) {
@@ -622,11 +655,11 @@ pub async fn run(
             let _guard = guard;
             match tls {
                 Some(acc) => match tokio::time::timeout(deadline, acc.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_conn(hub, app, stream, peer, stop).await,
+                    Ok(Ok(stream)) => serve_conn(hub, app, stream, peer, true, stop).await,
                     // A stalled or failed TLS handshake is dropped (security: T1, T2).
                     _ => hub.metrics.handshake_failure("tls"),
                 },
-                None => serve_conn(hub, app, tcp, peer, stop).await,
+                None => serve_conn(hub, app, tcp, peer, false, stop).await,
             }
         });
     }

@@ -52,8 +52,12 @@ impl Hub {
     /// [`start`](Self::start) with the hub's stderr (its log, at the default level) written
     /// to `log` instead of passed through.
     async fn start_with(extra: &[&str], config: &str, log: Option<&std::path::Path>) -> Hub {
+        Self::start_on(free_port(), extra, config, log).await
+    }
+
+    /// [`start_with`](Self::start_with) on a given port (to restart a hub where it was).
+    async fn start_on(port: u16, extra: &[&str], config: &str, log: Option<&std::path::Path>) -> Hub {
         let dir = temp_dir();
-        let port = free_port();
         let cfg = dir.0.join("hub.toml");
         std::fs::write(&cfg, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -1317,4 +1321,71 @@ async fn connect_explains_refusals_and_wrong_urls() {
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
     assert!(!status.success() && err.contains("disconnected by the server"), "{status:?} {err}");
+}
+
+/// Runs `interop/node/hub_chromium_ops.mjs` against `url` in `mode`; the child, for `restart`.
+fn chromium_ops(url: &str, mode: &str) -> Child {
+    Command::new("node")
+        .arg(interop_dir().join("node/hub_chromium_ops.mjs"))
+        .args([url, mode])
+        .current_dir(interop_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn chromium_ops_pass(child: Child) {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success() && stdout.contains(" 0 failed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn demo_page_own_origin_token_help_and_reconnect_after_a_restart() {
+    if !(peer_available("chromium", "chromium", &["--version"])
+        && peer_available("playwright-core (npm)", "node", &["-e", "require('playwright-core')"]))
+    {
+        return;
+    }
+    // An Origin allowlist that does not list the hub: its own page still works.
+    let hub = Hub::start(&["--origins", "https://app.example"], "").await;
+    chromium_ops_pass(chromium_ops(&hub.url(), "page")).await;
+    // A hub that needs tokens: the page says how to pass one.
+    let hub = Hub::start(&["--anonymous", "false"], "").await;
+    chromium_ops_pass(chromium_ops(&hub.url(), "token")).await;
+    // The hub restarts: the page notices, refuses to pretend it sent, and reconnects.
+    let port = free_port();
+    let mut hub = Hub::start_on(port, &[], "", None).await;
+    let mut child = chromium_ops(&hub.url(), "restart");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let mut wait_for = async |what: &str| {
+        while let Some(l) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap() {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l == what {
+                return;
+            }
+        }
+        panic!("no {what}: {seen}");
+    };
+    wait_for("READY").await;
+    let pid = hub.child.id().unwrap();
+    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    let _ = hub.child.wait().await;
+    wait_for("DOWN").await;
+    let _hub = Hub::start_on(port, &[], "", None).await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"back\n").await.unwrap();
+    let mut rest = String::new();
+    while let Some(l) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap() {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success() && rest.contains(" 0 failed"), "{seen}{rest}");
 }
