@@ -24,8 +24,44 @@ pub struct Config {
     pub api: Api,
     /// Data collection.
     pub collect: Collect,
+    /// Backend hooks: client events, connects and subscriptions sent to your backend.
+    pub hooks: Hooks,
     /// Logging.
     pub log: Log,
+}
+
+/// `[hooks]`: application logic in a backend, without writing Rust (see `docs/hub.md`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// `http://` URL asked whether a client may connect (and which rooms it joins). Unset:
+    /// no hook, the token decides.
+    pub connect_url: Option<String>,
+    /// `http://` URL asked whether a client may subscribe to a room. Unset: the room rules
+    /// decide; set: the backend decides.
+    pub subscribe_url: Option<String>,
+    /// Client events sent to the backend, by name pattern (`*` at the end matches a prefix).
+    pub events: Vec<EventHook>,
+    /// How long a hook call may take, in milliseconds; then the client gets
+    /// `{ok:false, code:"hook_timeout"}`. Default 5,000.
+    pub timeout_ms: u64,
+    /// Calls in flight per hook; above it the client gets `{ok:false, code:"hook_busy"}` at
+    /// once. Default 64.
+    pub max_concurrency: usize,
+    /// Retries after a connection error or a 5xx. Default 0 (a hook may not be idempotent).
+    pub retries: u32,
+    /// Largest response body read from the backend, in bytes. Default 1 MiB.
+    pub max_response_bytes: usize,
+}
+
+/// `[[hooks.events]]`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHook {
+    /// Event names this hook takes: exact, or a prefix ending in `*` (`"my *"`, `"*"`).
+    pub pattern: String,
+    /// The backend's `http://` URL.
+    pub url: String,
 }
 
 /// `[server]`.
@@ -385,6 +421,26 @@ impl Config {
                     })
                 }
             }
+        }
+        let h = &self.hooks;
+        for (field, url) in
+            [("hooks.connect_url", h.connect_url.as_deref()), ("hooks.subscribe_url", h.subscribe_url.as_deref())]
+                .into_iter()
+                .chain(h.events.iter().map(|e| ("hooks.events.url", Some(e.url.as_str()))))
+        {
+            if let Some(u) = url {
+                if crate::hooks::HookUrl::parse(u).is_none() {
+                    return Err(ConfigError::Invalid { field, why: format!("{u:?}: use http://host:port/path") });
+                }
+            }
+        }
+        for e in &h.events {
+            if e.pattern.is_empty() || e.pattern[..e.pattern.len() - 1].contains('*') {
+                return bad("hooks.events.pattern", "not empty, `*` only at the end");
+            }
+        }
+        if h.timeout_ms == 0 || h.max_concurrency == 0 || h.max_response_bytes == 0 {
+            return bad("hooks", "timeout_ms, max_concurrency and max_response_bytes must be greater than 0");
         }
         if self.log.format != "text" && self.log.format != "json" {
             return bad("log.format", "use \"text\" or \"json\"");

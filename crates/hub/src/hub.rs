@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, RwLock};
 use crate::auth::{now_s, Identity, RoomAction, RoomPolicy, Verifier};
 use crate::collect::Collector;
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::limits::{ClientSlots, TrustedProxies};
 use crate::metrics::Metrics;
 
@@ -86,6 +87,9 @@ pub struct Hub {
     pub slots: Arc<ClientSlots>,
     /// The proxies whose forwarding headers are believed.
     pub proxies: TrustedProxies,
+    /// Backend hooks.
+    pub hooks: Hooks,
+    weak: Weak<Hub>,
     /// Identities of Socket.IO sockets.
     idents: parking_lot::RwLock<HashMap<Sid, Identity>>,
     /// `/ws` clients by id.
@@ -117,6 +121,7 @@ impl Hub {
         let policy = RoomPolicy::new(&config.rooms);
         let proxies = TrustedProxies::new(&config.server.trusted_proxies)?;
         let slots = ClientSlots::new(config.server.max_connections_per_ip, config.server.max_connections);
+        let hooks = Hooks::new(&config.hooks);
         Ok(Arc::new_cyclic(|weak: &Weak<Hub>| {
             let io = build_io(&config, weak.clone());
             Hub {
@@ -129,6 +134,8 @@ impl Hub {
                 draining: AtomicBool::new(false),
                 slots,
                 proxies,
+                hooks,
+                weak: weak.clone(),
                 idents: parking_lot::RwLock::new(HashMap::new()),
                 ws_clients: parking_lot::RwLock::new(HashMap::new()),
                 ws_rooms: parking_lot::RwLock::new(HashMap::new()),
@@ -385,6 +392,121 @@ impl Hub {
         out
     }
 
+    /// A client as hooks see it: id, user, transport and rooms.
+    pub async fn client_json(&self, who: &str, ident: &Identity) -> Value {
+        let (transport, rooms): (&str, Vec<String>) = match Sid::parse(who) {
+            Some(sid) => {
+                ("socket.io", self.io.rooms(sid, "/").await.unwrap_or_default().iter().map(|r| r.to_string()).collect())
+            }
+            None => {
+                let rooms = self.ws_clients.read().get(who).map(|c| c.rooms.lock().iter().cloned().collect());
+                ("ws", rooms.unwrap_or_default())
+            }
+        };
+        json!({"id": who, "user": ident.sub, "anonymous": ident.anonymous, "transport": transport, "rooms": rooms})
+    }
+
+    /// A client event for a backend hook: POSTs it, carries out the answer's actions, and
+    /// returns the answer's `reply` (the client's ack; `{ok:true}` when it has none).
+    async fn event_hook(&self, who: &str, ident: &Identity, event: &str, data: &Value) -> Value {
+        let body = json!({"hook": "event", "event": event, "data": data, "client": self.client_json(who, ident).await});
+        let answer = match self.hooks.event(event, body).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return refusal("unknown request"),
+            Err(e) => return e.reply(),
+        };
+        let mut disconnect = false;
+        for action in answer.get("actions").and_then(Value::as_array).into_iter().flatten() {
+            if let Err(e) = self.hook_action(who, action, &mut disconnect).await {
+                tracing::warn!(event, error = e, "backend hook action refused");
+            }
+        }
+        let reply = answer.get("reply").cloned().unwrap_or_else(|| json!({"ok": true}));
+        if disconnect {
+            // After the reply has been queued.
+            let (hub, who) = (self.self_weak(), who.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(h) = hub.upgrade() {
+                    h.disconnect(&who);
+                }
+            });
+        }
+        reply
+    }
+
+    /// One action from a hook's answer: `{"publish": {rooms|room, event, data, skip_sender}}`,
+    /// `{"join": room}`, `{"leave": room}`, `{"disconnect": true}`.
+    async fn hook_action(&self, who: &str, action: &Value, disconnect: &mut bool) -> Result<(), String> {
+        if let Some(p) = action.get("publish") {
+            let event = p.get("event").and_then(Value::as_str).unwrap_or("message");
+            if event.is_empty() || switchboard_socketio::is_reserved_event(event) {
+                return Err(format!("bad event name {event:?}"));
+            }
+            let mut rooms: Vec<String> = p
+                .get("rooms")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            if let Some(r) = p.get("room").and_then(Value::as_str) {
+                rooms.push(r.to_owned());
+            }
+            let except = if p.get("skip_sender").and_then(Value::as_bool).unwrap_or(false) {
+                vec![who.to_owned()]
+            } else {
+                Vec::new()
+            };
+            let (data, bins) = binary_from_json(p.get("data").unwrap_or(&Value::Null))?;
+            self.publish(&rooms, event, &data, &bins, &except).await;
+            return Ok(());
+        }
+        if let Some(room) = action.get("join").and_then(Value::as_str) {
+            return self.join(who, room, None).await;
+        }
+        if let Some(room) = action.get("leave").and_then(Value::as_str) {
+            self.leave(who, room).await;
+            return Ok(());
+        }
+        if action.get("disconnect").is_some_and(|d| d != &Value::Bool(false)) {
+            *disconnect = true;
+            return Ok(());
+        }
+        Err(format!("unknown action {action}"))
+    }
+
+    /// Asks the connect hook about a client that passed authentication: `Ok(rooms)` to join
+    /// as well, `Err(reply)` to refuse it with. No hook: `Ok([])`.
+    pub async fn connect_hook(
+        &self,
+        id: &str,
+        ident: &Identity,
+        transport: &str,
+        extra: Value,
+    ) -> Result<Vec<String>, Value> {
+        if !self.hooks.has_connect() {
+            return Ok(Vec::new());
+        }
+        let client = json!({"id": id, "user": ident.sub, "anonymous": ident.anonymous, "transport": transport, "rooms": ident.rooms});
+        let body = json!({"hook": "connect", "client": client, "request": extra});
+        match self.hooks.connect(body).await {
+            Ok(Some(a)) if a.get("allow").and_then(Value::as_bool).unwrap_or(false) => Ok(a
+                .get("rooms")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()),
+            Ok(Some(a)) => {
+                let reason = a.get("reason").and_then(Value::as_str).unwrap_or("refused by the backend");
+                Err(json!({"ok": false, "error": reason, "code": "hook_denied"}))
+            }
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(e.reply()),
+        }
+    }
+
+    fn self_weak(&self) -> Weak<Hub> {
+        self.weak.clone()
+    }
+
     /// Disconnects one client.
     pub fn disconnect(&self, who: &str) -> bool {
         if let Some(s) = Sid::parse(who).and_then(|sid| self.io.get_socket(sid)) {
@@ -421,6 +543,30 @@ impl Hub {
     pub async fn client_request(&self, who: &str, ident: &Identity, kind: &str, v: &Value, bins: &[Bytes]) -> Value {
         self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
         match kind {
+            "subscribe" if self.hooks.has_subscribe() => {
+                let room = room_of(v);
+                if let Err(e) = self.policy.check_name(&room) {
+                    return refusal(&e);
+                }
+                let body = json!({"hook": "subscribe", "room": room, "client": self.client_json(who, ident).await});
+                match self.hooks.subscribe(body).await {
+                    Ok(Some(a)) if a.get("allow").and_then(Value::as_bool).unwrap_or(false) => {
+                        match self.join(who, &room, None).await {
+                            Ok(()) => json!({"ok": true, "room": room}),
+                            Err(e) => refusal(&e),
+                        }
+                    }
+                    Ok(a) => {
+                        let reason = a
+                            .as_ref()
+                            .and_then(|a| a.get("reason"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("the backend did not allow this subscription");
+                        json!({"ok": false, "error": reason, "code": "hook_denied"})
+                    }
+                    Err(e) => e.reply(),
+                }
+            }
             "subscribe" => {
                 let room = room_of(v);
                 match self.join(who, &room, Some(ident)).await {
@@ -472,6 +618,7 @@ impl Hub {
                     Err(e) => refusal(e),
                 }
             }
+            event if self.hooks.handles_event(event) => self.event_hook(who, ident, event, v).await,
             _ => refusal("unknown request"),
         }
     }
@@ -590,7 +737,24 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 }
                 let token = socket.auth().get("token").and_then(Value::as_str);
                 match hub.verifier.identify(token) {
-                    Ok(id) => {
+                    Ok(mut id) => {
+                        // The backend's say, when a connect hook is configured: allow (with
+                        // rooms to join) or refuse.
+                        let ip = socket.handshake().and_then(|h| h.remote).map(|r| r.ip().to_string());
+                        let mut auth = socket.auth().clone();
+                        if let Some(o) = auth.as_object_mut() {
+                            o.remove("token");
+                        }
+                        let extra = json!({"auth": auth, "address": ip});
+                        match hub.connect_hook(&socket.id().to_string(), &id, "socket.io", extra).await {
+                            Ok(rooms) => id.rooms.extend(rooms),
+                            Err(reply) => {
+                                hub.metrics.handshake_failure("hook");
+                                tracing::info!(sid = %socket.id(), code = ?reply["code"], "socket.io client refused by the connect hook");
+                                let data = json!({"code": reply["code"], "message": reply["error"]});
+                                return Err(ConnectError::new("unauthorized").with_data(data));
+                            }
+                        }
                         hub.idents.write().insert(socket.id(), id);
                         Ok(())
                     }

@@ -7,6 +7,7 @@ mod auth;
 mod collect;
 mod config;
 mod connect;
+mod hooks;
 mod hub;
 mod limits;
 mod metrics;

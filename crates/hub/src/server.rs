@@ -112,7 +112,8 @@ async fn healthz(State(hub): State<Arc<Hub>>) -> Response {
 
 async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     hub.metrics.clients.store(hub.slots.total() as i64, Ordering::Relaxed);
-    let text = hub.metrics.render(hub.collect.written.load(Ordering::Relaxed));
+    let mut text = hub.metrics.render(hub.collect.written.load(Ordering::Relaxed));
+    text.push_str(&hub.hooks.stats.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -323,7 +324,7 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
             return json_response(StatusCode::SERVICE_UNAVAILABLE, body);
         }
     };
-    let ident = match hub.verifier.identify(bearer_or_query_token(&req).as_deref()) {
+    let mut ident = match hub.verifier.identify(bearer_or_query_token(&req).as_deref()) {
         Ok(i) => i,
         Err(e) => {
             hub.metrics.handshake_failure("auth");
@@ -334,6 +335,21 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
             return json_response(StatusCode::UNAUTHORIZED, body);
         }
     };
+    // The backend's say, when a connect hook is configured (the client has no id yet).
+    // The query without the token (the hub checked it; the backend gets the identity).
+    let query: Vec<&str> =
+        req.uri().query().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("token=")).collect();
+    let extra = json!({"address": ip.to_string(), "query": query.join("&")});
+    match hub.connect_hook("", &ident, "ws", extra).await {
+        Ok(rooms) => ident.rooms.extend(rooms),
+        Err(reply) => {
+            hub.metrics.handshake_failure("hook");
+            tracing::info!(%ip, code = ?reply["code"], "ws client refused by the connect hook");
+            let status =
+                if reply["code"] == "hook_denied" { StatusCode::FORBIDDEN } else { StatusCode::SERVICE_UNAVAILABLE };
+            return json_response(status, reply);
+        }
+    }
     let s = &hub.config.server;
     let origins = if s.origins.is_empty() { OriginPolicy::Any } else { OriginPolicy::allow_list(&s.origins) };
     let cfg = switchboard_ws::Config::default()

@@ -1389,3 +1389,95 @@ async fn demo_page_own_origin_token_help_and_reconnect_after_a_restart() {
     let status = child.wait().await.unwrap();
     assert!(status.success() && rest.contains(" 0 failed"), "{seen}{rest}");
 }
+
+/// Starts `docs/examples/chat_backend.py` on a free port; returns it and its base URL.
+async fn chat_backend() -> (Child, String) {
+    let port = free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/chat_backend.py");
+    let child = Command::new("python3").arg(script).arg(port.to_string()).kill_on_drop(true).spawn().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return (child, format!("http://{addr}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the example backend did not start");
+}
+
+#[tokio::test]
+async fn backend_hooks_run_the_seeds_chat_with_skip_sid() {
+    if !peer_available("python3", "python3", &["--version"]) {
+        return;
+    }
+    let (_backend, b) = chat_backend().await;
+    let config = format!(
+        "[hooks]\nconnect_url = \"{b}/connect\"\nsubscribe_url = \"{b}/subscribe\"\ntimeout_ms = 500\n[[hooks.events]]\npattern = \"*\"\nurl = \"{b}/event\"\n"
+    );
+    let hub = Hub::start(&[], &config).await;
+    // Three Socket.IO clients and one /ws client; the connect hook puts them in `lobby`.
+    let (mut a, _) = sio(hub.addr, Some(&token("ann", 600, &[]))).await;
+    until(&mut a, "welcome").await;
+    let (mut bo, _) = sio(hub.addr, Some(&token("bob", 600, &[]))).await;
+    until(&mut bo, "welcome").await;
+    let (mut cy, _) = sio(hub.addr, Some(&token("cy", 600, &[]))).await;
+    until(&mut cy, "welcome").await;
+    let mut w = ws_client(hub.addr, &token("wes", 600, &[])).await;
+    let (_, r) = hub.api("GET", "/api/sockets?room=lobby", Value::Null).await;
+    assert_eq!(r["clients"].as_array().unwrap().len(), 4, "{r}");
+    // `chat` joins `chat_users` (three of them; cy stays out); the backend's reply is the ack.
+    a.send(Message::text(r#"421["chat"]"#)).await.unwrap();
+    assert!(until(&mut a, "431").await.contains(r#""room":"chat_users""#));
+    bo.send(Message::text(r#"421["chat"]"#)).await.unwrap();
+    until(&mut bo, "431").await;
+    w.send(Message::text(r#"{"type":"chat","id":1}"#)).await.unwrap();
+    assert!(until(&mut w, "\"reply\"").await.contains("chat_users"));
+    // `my message` → `my reply` to the room, skipping the sender.
+    a.send(Message::text(r#"422["my message",{"text":"hi all"}]"#)).await.unwrap();
+    assert!(until(&mut a, "432").await.contains(r#""ok":true"#));
+    assert!(until(&mut bo, "my reply").await.contains(r#"42["my reply",{"text":"hi all"}]"#));
+    let ev: Value = serde_json::from_str(&until(&mut w, "my reply").await).unwrap();
+    assert_eq!(ev["data"], json!({"text": "hi all"}), "{ev}");
+    assert!(quiet(&mut a, 300).await, "the sender got its own message");
+    assert!(quiet(&mut cy, 100).await, "a client outside the room got the message");
+    // The connect hook refuses a user, on both endpoints, with its reason.
+    let (_, reply) = sio(hub.addr, Some(&token("banned", 600, &[]))).await;
+    assert!(reply.starts_with("44") && reply.contains("hook_denied") && reply.contains("banned"), "{reply}");
+    let (s, body) = http(hub.addr, "GET", &format!("/ws?token={}", token("banned", 600, &[])), &[], &Value::Null).await;
+    assert!(s == 403 && body.contains("this user is banned"), "{s} {body}");
+    // The subscribe hook decides rooms.
+    a.send(Message::text(r#"423["subscribe","admin:ops"]"#)).await.unwrap();
+    assert!(until(&mut a, "433").await.contains("admin rooms are for admins"));
+    a.send(Message::text(r#"424["subscribe","chat:any"]"#)).await.unwrap();
+    assert!(until(&mut a, "434").await.contains(r#""ok":true"#));
+    // A slow backend: the client gets hook_timeout in time; an action can disconnect.
+    let t0 = std::time::Instant::now();
+    cy.send(Message::text(r#"425["slow",2]"#)).await.unwrap();
+    assert!(until(&mut cy, "435").await.contains("hook_timeout"));
+    assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
+    cy.send(Message::text(r#"426["bye"]"#)).await.unwrap();
+    assert!(until(&mut cy, "436").await.contains(r#""bye""#));
+    assert!(until(&mut cy, "41").await.starts_with("41"));
+    // Metrics per hook.
+    let (_, m) = http(hub.addr, "GET", "/metrics", &[], &Value::Null).await;
+    assert!(m.contains(r#"switchboard_hook_calls_total{hook="event:*",outcome="ok"}"#), "{m}");
+    assert!(m.contains(r#"switchboard_hook_calls_total{hook="event:*",outcome="hook_timeout"} 1"#), "{m}");
+    assert!(m.contains(r#"switchboard_hook_calls_total{hook="connect",outcome="ok"}"#), "{m}");
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_gets_the_documented_failure_reply() {
+    let port = free_port();
+    let config = format!(
+        "[hooks]\ntimeout_ms = 1000\n[[hooks.events]]\npattern = \"my *\"\nurl = \"http://127.0.0.1:{port}/event\"\n"
+    );
+    let hub = Hub::start(&[], &config).await;
+    let (mut a, _) = sio(hub.addr, Some(&token("ann", 600, &[]))).await;
+    until(&mut a, "welcome").await;
+    a.send(Message::text(r#"421["my message",1]"#)).await.unwrap();
+    let ack = until(&mut a, "431").await;
+    assert!(ack.contains(r#""ok":false"#) && ack.contains("hook_failed"), "{ack}");
+    // Events no hook takes are unknown requests, as before.
+    a.send(Message::text(r#"422["other",1]"#)).await.unwrap();
+    assert!(until(&mut a, "432").await.contains("unknown request"));
+}
