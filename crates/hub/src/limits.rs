@@ -27,12 +27,44 @@ impl LimitError {
     }
 }
 
+/// Counts per address (clients, or TCP connections), dropping an address at zero.
+#[derive(Debug, Default)]
+pub struct PerIp(parking_lot::Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    /// Counts one more for `ip` unless it has `cap` already (`None`: no cap). `check` runs
+    /// under the lock, for a cap that depends on other state: `false` refuses.
+    pub fn acquire(&self, ip: IpAddr, cap: Option<usize>, check: impl FnOnce() -> bool) -> bool {
+        let mut m = self.0.lock();
+        let n = m.entry(ip).or_default();
+        if cap.is_some_and(|c| *n >= c) || !check() {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives one back.
+    pub fn release(&self, ip: IpAddr) {
+        let mut m = self.0.lock();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
 /// Client slots: a `/ws` connection or a Socket.IO (Engine.IO) session holds one from its
 /// handshake to its end, whatever TCP connections it uses (a long-polling client uses several
 /// over its life; an upgraded WebSocket leaves hyper's accounting).
 #[derive(Debug)]
 pub struct ClientSlots {
-    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+    per_ip: PerIp,
     total: AtomicUsize,
     max_per_ip: usize,
     max_total: usize,
@@ -48,27 +80,25 @@ pub struct ClientSlot {
 impl ClientSlots {
     /// Slots with these caps.
     pub fn new(max_per_ip: usize, max_total: usize) -> Arc<ClientSlots> {
-        Arc::new(ClientSlots {
-            per_ip: parking_lot::Mutex::new(HashMap::new()),
-            total: AtomicUsize::new(0),
-            max_per_ip,
-            max_total,
-        })
+        Arc::new(ClientSlots { per_ip: PerIp::default(), total: AtomicUsize::new(0), max_per_ip, max_total })
     }
 
     /// Takes a slot for a client from `ip`.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ClientSlot, LimitError> {
-        let mut m = self.per_ip.lock();
-        if self.total.load(Ordering::Relaxed) >= self.max_total {
-            return Err(LimitError::Total);
+        let mut total_full = false;
+        let ok = self.per_ip.acquire(ip, Some(self.max_per_ip), || {
+            // Under the per-address lock: the total cannot move past its cap meanwhile.
+            total_full = self.total.fetch_add(1, Ordering::Relaxed) >= self.max_total;
+            if total_full {
+                self.total.fetch_sub(1, Ordering::Relaxed);
+            }
+            !total_full
+        });
+        match (ok, total_full) {
+            (true, _) => Ok(ClientSlot { slots: self.clone(), ip }),
+            (false, true) => Err(LimitError::Total),
+            (false, false) => Err(LimitError::PerIp),
         }
-        let n = m.entry(ip).or_default();
-        if *n >= self.max_per_ip {
-            return Err(LimitError::PerIp);
-        }
-        *n += 1;
-        self.total.fetch_add(1, Ordering::Relaxed);
-        Ok(ClientSlot { slots: self.clone(), ip })
     }
 
     /// Clients admitted and not yet gone.
@@ -79,13 +109,7 @@ impl ClientSlots {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut m = self.slots.per_ip.lock();
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
+        self.slots.per_ip.release(self.ip);
         self.slots.total.fetch_sub(1, Ordering::Relaxed);
     }
 }

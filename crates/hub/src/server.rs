@@ -2,7 +2,6 @@
 //! `/socket.io/`), the accept loop (per-IP and global caps, TLS with a deadline), graceful
 //! shutdown.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use tower::ServiceExt;
 
 use crate::auth::{secret_eq, Identity};
 use crate::hub::{watch_expiry, Hub};
+use crate::limits::PerIp;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const SOCKET_IO_JS: &str = include_str!("../assets/vendor/socket.io-client/socket.io.min.js");
@@ -513,27 +513,16 @@ fn reply(id: Value, mut r: Value) -> String {
     r.to_string()
 }
 
-/// Counts connections per IP; the guard gives the slot back.
-#[derive(Default)]
-struct Slots {
-    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
-}
-
+/// A TCP connection's place in the per-address count; dropping it gives the place back.
 struct SlotGuard {
-    slots: Arc<Slots>,
+    slots: Arc<PerIp>,
     ip: IpAddr,
     hub: Arc<Hub>,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let mut m = self.slots.per_ip.lock();
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
+        self.slots.release(self.ip);
         self.hub.metrics.tcp_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -627,7 +616,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let app = router(hub.clone());
-    let slots = Arc::new(Slots::default());
+    let slots = Arc::new(PerIp::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     let s = hub.config.server.clone();
@@ -648,19 +637,15 @@ pub async fn run(
             // TCP connections, beside the client slots: twice the client caps plus headroom
             // (a polling client may hold a GET and a POST; the API and the page need some);
             // a trusted proxy carries many clients, so only the total applies to it.
-            let mut m = slots.per_ip.lock();
-            let n = m.entry(peer.ip()).or_default();
             let per_ip_cap = s.max_connections_per_ip.saturating_mul(2).saturating_add(16);
             let total_cap = s.max_connections.saturating_mul(2).saturating_add(64);
-            if (*n >= per_ip_cap && !hub.proxies.trusts(peer.ip()))
-                || hub.metrics.tcp_connections.load(Ordering::Relaxed) as usize >= total_cap
-            {
-                drop(m);
+            let cap = (!hub.proxies.trusts(peer.ip())).then_some(per_ip_cap);
+            let total_ok = || (hub.metrics.tcp_connections.load(Ordering::Relaxed) as usize) < total_cap;
+            if !slots.acquire(peer.ip(), cap, total_ok) {
                 hub.metrics.handshake_failure("connection_limit");
                 drop(tcp);
                 continue;
             }
-            *n += 1;
         }
         hub.metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);

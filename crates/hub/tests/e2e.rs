@@ -1224,6 +1224,19 @@ async fn connect_cli(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String
     )
 }
 
+/// `switchboard connect` with `args`, running in the background (stdin closed, output piped).
+fn spawn_connect(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// Waits until the hub lists `n` clients.
 async fn clients_become(hub: &Hub, n: usize) {
     for _ in 0..200 {
@@ -1253,15 +1266,7 @@ async fn connect_scripts_end_when_done_and_say_why_when_not() {
     let (code, out, _, _) = connect_cli(&[&url, "-w", "0"], None).await;
     assert!(code == Some(0) && out.contains("connect"), "{out}");
     // -w 1 counts events from others only: the welcome does not end it, a push does.
-    let bin = env!("CARGO_BIN_EXE_switchboard");
-    let waiting = Command::new(bin)
-        .args(["connect", &url, "-w", "1", "--timeout", "10"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let waiting = spawn_connect(&[&url, "-w", "1", "--timeout", "10"]);
     clients_become(&hub, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (s, _) = hub.api("POST", "/api/emit", json!({"event": "notification", "data": {"n": 1}})).await;
@@ -1303,15 +1308,7 @@ async fn connect_explains_refusals_and_wrong_urls() {
     assert!(code == Some(2) && err.contains(&format!("http://{}/", hub.addr)), "{code:?} {err}");
     // The server ends the session: non-zero, with the reason.
     let t = token("zed", 600, &[]);
-    let bin = env!("CARGO_BIN_EXE_switchboard");
-    let mut child = Command::new(bin)
-        .args(["connect", &hub.url(), "--token", &t, "-w", "5", "--timeout", "15"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_connect(&[&hub.url(), "--token", &t, "-w", "5", "--timeout", "15"]);
     clients_become(&hub, 1).await;
     let (_, r) = hub.api("GET", "/api/sockets", Value::Null).await;
     let id = r["clients"][0]["id"].as_str().unwrap().to_owned();
