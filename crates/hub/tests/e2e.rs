@@ -1478,3 +1478,43 @@ async fn a_backend_that_is_down_gets_the_documented_failure_reply() {
     a.send(Message::text(r#"422["other",1]"#)).await.unwrap();
     assert!(until(&mut a, "432").await.contains("unknown request"));
 }
+
+#[tokio::test]
+async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
+    // A terminal on stdin (util-linux `script` gives `connect` a pseudo-terminal), no script.
+    if !peer_available("script (util-linux)", "script", &["--version"]) {
+        return;
+    }
+    let hub = Hub::start(&["--anonymous", "false"], "").await;
+    let bin = env!("CARGO_BIN_EXE_switchboard");
+    let interactive = |args: String| {
+        Command::new("script")
+            .args(["-qefc", &format!("{bin} connect {args}"), "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    // Refused (no token): exits 1 with the reason instead of sitting at the prompt.
+    let child = interactive(hub.url());
+    let out =
+        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("still running").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("refused") && text.contains("token_missing"),
+        "{:?} {text}",
+        out.status
+    );
+    // Disconnected by the server: exits 1 with the reason.
+    let child = interactive(format!("{} --token {}", hub.url(), token("ivy", 600, &[])));
+    clients_become(&hub, 1).await;
+    let (_, r) = hub.api("GET", "/api/sockets", Value::Null).await;
+    let id = r["clients"][0]["id"].as_str().unwrap().to_owned();
+    hub.api("POST", "/api/disconnect", json!({"ids": [id]})).await;
+    let out =
+        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("still running").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("disconnected by the server"), "{:?} {text}", out.status);
+}
