@@ -372,7 +372,7 @@ impl<H: Handler> EngineInner<H> {
 
     /// A long-polling GET: parks until packets are queued (E4: one at a time).
     async fn poll(&self, session: &Arc<Session<H::Data>>, cors: Option<CorsHeaders>) -> Response<Body> {
-        if session.heartbeat_expired(Instant::now()) {
+        if session.closed_at(Instant::now()) == Some(CloseReason::PingTimeout) {
             return error_response(ErrorCode::SessionIdUnknown, cors.as_ref());
         }
         {
@@ -439,7 +439,7 @@ impl<H: Handler> EngineInner<H> {
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        if session.heartbeat_expired(Instant::now()) {
+        if session.closed_at(Instant::now()) == Some(CloseReason::PingTimeout) {
             return error_response(ErrorCode::SessionIdUnknown, cors.as_ref());
         }
         {
@@ -497,7 +497,7 @@ impl<H: Handler> EngineInner<H> {
 
     /// One packet from the client, on either transport. `false`: the session is over.
     fn on_packet(&self, session: &Arc<Session<H::Data>>, p: Packet, now: Instant) -> bool {
-        if session.is_closed() || session.heartbeat_expired(now) {
+        if session.closed_at(now).is_some() {
             return false;
         }
         match p {

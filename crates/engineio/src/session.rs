@@ -336,25 +336,25 @@ impl<D> Session<D> {
     }
 
     /// A pong arrived: the next ping is due a ping interval from now.
-    /// Enforces the heartbeat deadline at the moment a request or packet arrives, not only
-    /// when the transport's timer fires: once `ping_timeout` has passed since an unanswered
-    /// ping, the session is closed (`PingTimeout`) and `true` is returned. A late pong or poll
-    /// cannot revive it.
-    pub(crate) fn heartbeat_expired(&self, now: Instant) -> bool {
+    /// Why the session is closed, if it is, enforcing the heartbeat deadline at the moment a
+    /// request or packet arrives rather than only when the transport's timer fires: once
+    /// `ping_timeout` has passed since an unanswered ping, the session is closed
+    /// (`PingTimeout`) here, so a late pong or poll cannot revive it. One lock.
+    pub(crate) fn closed_at(&self, now: Instant) -> Option<CloseReason> {
         {
             let mut st = self.state.lock();
             if st.closed.is_some() {
-                return st.closed == Some(CloseReason::PingTimeout);
+                return st.closed;
             }
             match st.ping_sent {
                 Some(sent) if now >= sent + self.config.timing.ping_timeout => {
                     st.closed = Some(CloseReason::PingTimeout);
                 }
-                _ => return false,
+                _ => return None,
             }
         }
         self.wake.notify_waiters();
-        true
+        Some(CloseReason::PingTimeout)
     }
 
     /// The client sent a `close` packet: the session ends without a `close` packet back, and

@@ -419,25 +419,26 @@ pub async fn run(a: ConnectArgs) -> ExitCode {
                                     let _ = ws.send(Message::text(EioPacket::Pong(p).encode_text())).await;
                                     continue;
                                 }
-                                Ok(EioPacket::Close) => {
-                                    show(a.json, "close", Value::Null);
-                                    eprintln!("switchboard connect: the server closed the session");
-                                    Err("closed".to_owned())
-                                }
-                                Ok(EioPacket::Message(Data::Text(s))) => decoder.text(&s, now).map_err(|e| e.to_string()),
+                                Ok(EioPacket::Close) => None,
+                                Ok(EioPacket::Message(Data::Text(s))) => Some(decoder.text(&s, now).map_err(|e| e.to_string())),
                                 Ok(_) => continue,
-                                Err(e) => Err(e.to_string()),
+                                Err(e) => Some(Err(e.to_string())),
                             },
-                            Message::Binary(b) => decoder.binary(b, now).map_err(|e| e.to_string()),
+                            Message::Binary(b) => Some(decoder.binary(b, now).map_err(|e| e.to_string())),
                             _ => continue,
                         };
+                        // `None`: the Engine.IO session was closed by the server.
                         match decoded {
-                            Ok(Some(p)) => on_sio_packet(&mut ws, &a, n, p, &mut progress).await,
-                            Ok(None) => Step::Continue,
-                            Err(e) if e == "closed" => Step::Ended,
-                            Err(e) => {
+                            Some(Ok(Some(p))) => on_sio_packet(&mut ws, &a, n, p, &mut progress).await,
+                            Some(Ok(None)) => Step::Continue,
+                            Some(Err(e)) => {
                                 eprintln!("switchboard connect: bad packet from the server: {e}");
                                 Step::Exit(ExitCode::FAILURE)
+                            }
+                            None => {
+                                show(a.json, "close", Value::Null);
+                                eprintln!("switchboard connect: the server closed the session");
+                                Step::Ended
                             }
                         }
                     }

@@ -238,7 +238,9 @@ async fn post(url: &HookUrl, body: Bytes, max_response: usize) -> Result<Value, 
     let _ = tcp.set_nodelay(true);
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.map_err(|_| true)?;
-    tokio::spawn(conn);
+    // The connection's task ends with the exchange; the deadline bounds it if the backend
+    // stalls after the caller has given up.
+    tokio::spawn(tokio::time::timeout(Duration::from_secs(60), conn));
     let req = http::Request::post(&url.path)
         .header(http::header::HOST, &url.authority)
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -174,7 +174,14 @@ impl Hub {
             op = op.except(except.to_vec());
         }
         let mut delivered = op.emit_with(event, vec![data.clone()], bins.to_vec()).await.unwrap_or(0);
-        let data = &binary_to_json(data, bins);
+        // `/ws` members get binary as `$binary` objects; without binary, `data` as it is.
+        let converted;
+        let data = if bins.is_empty() {
+            data
+        } else {
+            converted = binary_to_json(data, bins);
+            &converted
+        };
         // `/ws` clients, with the room they are reached through.
         let targets: Vec<(Arc<WsClient>, Option<&String>)> = {
             let clients = self.ws_clients.read();

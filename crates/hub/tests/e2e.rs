@@ -38,6 +38,17 @@ fn temp_dir() -> TempDir {
     TempDir(d)
 }
 
+/// Whether something accepts TCP connections on `addr` within 5 s.
+async fn listening(addr: SocketAddr) -> bool {
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -85,13 +96,8 @@ impl Hub {
         }
         let child = cmd.spawn().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..200 {
-            if TcpStream::connect(addr).await.is_ok() {
-                return Hub { child, addr, _dir: dir };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the hub did not start");
+        assert!(listening(addr).await, "the hub did not start");
+        Hub { child, addr, _dir: dir }
     }
 
     fn url(&self) -> String {
@@ -687,12 +693,7 @@ http {{
         .spawn()
         .unwrap();
     let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..100 {
-        if TcpStream::connect(front).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(listening(front).await, "nginx did not start");
     // python-socketio through nginx over WebSocket and over polling; the backend pushes to it.
     for transport in ["websocket", "polling"] {
         python_push_and_call(&hub, &format!("http://{front}"), transport, "via nginx").await;
@@ -1184,15 +1185,7 @@ async fn configuration_says_everything_at_once_and_accepts_the_usual_spellings()
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut up = false;
-    for _ in 0..200 {
-        if TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up, "the hub did not listen on localhost:{port}");
+    assert!(listening(addr).await, "the hub did not listen on localhost:{port}");
     let (s, _) = http(addr, "GET", "/healthz", &[], &Value::Null).await;
     assert_eq!(s, 200);
     let _ = child.start_kill();
@@ -1393,13 +1386,8 @@ async fn chat_backend() -> (Child, String) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/chat_backend.py");
     let child = Command::new("python3").arg(script).arg(port.to_string()).kill_on_drop(true).spawn().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return (child, format!("http://{addr}"));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the example backend did not start");
+    assert!(listening(addr).await, "the example backend did not start");
+    (child, format!("http://{addr}"))
 }
 
 #[tokio::test]

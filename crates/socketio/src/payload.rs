@@ -82,6 +82,10 @@ pub fn from_payload<T: DeserializeOwned>(value: &Value, binary: &[Bytes]) -> Res
 /// attachments exactly once; if they hold none, the attachments are appended as further
 /// arguments. `Err` names the problem.
 pub(crate) fn place_attachments(args: &mut Vec<Value>, n: usize) -> Result<(), String> {
+    if n == 0 {
+        // No binary (almost every emit): nothing to place, no walk over the arguments.
+        return Ok(());
+    }
     let mut seen = vec![false; n];
     let mut count = 0usize;
     let mut bad = None;

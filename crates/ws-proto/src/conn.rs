@@ -206,13 +206,15 @@ impl Connection {
                 }
                 return Ok(None);
             }
-            self.peek_checked = 0;
+            // What `check_partial_frame_utf8` already validated of this frame is not
+            // validated again.
+            let prechecked = std::mem::take(&mut self.peek_checked);
             buf.advance(hlen);
             let mut payload = buf.split_to(len);
             if let Some(key) = hdr.mask {
                 apply_mask(&mut payload, key, 0);
             }
-            match self.on_frame(hdr, payload, now) {
+            match self.on_frame(hdr, payload, prechecked, now) {
                 Ok(Some(m)) => return Ok(Some(m)),
                 Ok(None) => {}
                 Err(e) => return Err(self.fail(e)),
@@ -230,23 +232,28 @@ impl Connection {
             _ => return Ok(()),
         };
         let total = carried.len() + avail.len();
-        if total <= self.peek_checked {
-            return Ok(());
-        }
-        let mut chunk = Vec::with_capacity(total - self.peek_checked);
-        for j in self.peek_checked..total {
-            chunk.push(match j.checked_sub(carried.len()) {
-                None => carried[j],
-                Some(i) => avail[i] ^ h.mask.map_or(0, |k| k[i % 4]),
-            });
-        }
-        match utf8::validate_partial(&chunk) {
-            Partial::ValidUpTo(n) => {
-                self.peek_checked += n;
-                Ok(())
+        // Unmasked through a small stack buffer, window by window: no allocation per read. A
+        // window may end inside a character; the next one starts again at its first byte.
+        let mut window = [0u8; 512];
+        while self.peek_checked < total {
+            let start = self.peek_checked;
+            let end = total.min(start + window.len());
+            for (slot, j) in window.iter_mut().zip(start..end) {
+                *slot = match j.checked_sub(carried.len()) {
+                    None => carried[j],
+                    Some(i) => avail[i] ^ h.mask.map_or(0, |k| k[i % 4]),
+                };
             }
-            Partial::Invalid => Err(ProtocolError::InvalidUtf8),
+            match utf8::validate_partial(&window[..end - start]) {
+                Partial::ValidUpTo(n) => self.peek_checked += n,
+                Partial::Invalid => return Err(ProtocolError::InvalidUtf8),
+            }
+            // Only an incomplete character (at most 3 bytes) is left: wait for more input.
+            if end == total || self.peek_checked == start {
+                break;
+            }
         }
+        Ok(())
     }
 
     /// Header rules that depend on the connection; returns the payload length as `usize`.
@@ -290,7 +297,15 @@ impl Connection {
         Ok(len)
     }
 
-    fn on_frame(&mut self, h: FrameHeader, payload: BytesMut, now: Instant) -> Result<Option<Message>, ProtocolError> {
+    /// `prechecked`: bytes of this frame's text (after the UTF-8 a fragmented message carried
+    /// over) already known valid, ending on a character boundary.
+    fn on_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: BytesMut,
+        prechecked: usize,
+        now: Instant,
+    ) -> Result<Option<Message>, ProtocolError> {
         match h.opcode {
             OpCode::Ping => {
                 let p = payload.freeze();
@@ -322,7 +337,7 @@ impl Connection {
                 let text = h.opcode == OpCode::Text;
                 let transformed = h.rsv != 0;
                 if h.fin && !transformed {
-                    return Ok(Some(finish(text, payload)?));
+                    return Ok(Some(finish(text, payload, prechecked)?));
                 }
                 let mut a = Box::new(Assembly {
                     text,
@@ -337,6 +352,7 @@ impl Connection {
                     self.decode_into(&mut a, &payload, h.fin)?;
                 } else {
                     a.data = payload;
+                    a.utf8_checked = prechecked;
                     check_partial_utf8(&mut a)?;
                 }
                 if h.fin {
@@ -355,6 +371,7 @@ impl Connection {
                     self.decode_into(&mut a, &payload, h.fin)?;
                 } else {
                     a.data.extend_from_slice(&payload);
+                    a.utf8_checked += prechecked;
                     check_partial_utf8(&mut a)?;
                 }
                 if h.fin {
@@ -672,10 +689,10 @@ fn finish_assembly(a: Assembly) -> Result<Message, ProtocolError> {
     Ok(Message::Binary(a.data.freeze()))
 }
 
-fn finish(text: bool, payload: BytesMut) -> Result<Message, ProtocolError> {
+fn finish(text: bool, payload: BytesMut, prechecked: usize) -> Result<Message, ProtocolError> {
     let b = payload.freeze();
     if text {
-        if !utf8::is_valid(&b) {
+        if !utf8::is_valid(b.get(prechecked..).unwrap_or(&b)) {
             return Err(ProtocolError::InvalidUtf8);
         }
         return Ok(Message::Text(Utf8Bytes::from_validated(b)));
