@@ -63,10 +63,13 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use switchboard_engineio::{Engine, EngineConfig, EngineLayer, Sid};
 
-pub use adapter::{Adapter, AdapterError, BroadcastAcks, BroadcastOptions, LocalAdapter, Room};
+pub use adapter::{
+    Adapter, AdapterError, AdapterFuture, BroadcastAcks, BroadcastOptions, BroadcastPacket, LocalAdapter, NodeId, Room,
+    ServerAcks, SocketInfo,
+};
 pub use conn::{Conn, ConnInfo, IoHandler};
-pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace};
-pub use operators::BroadcastOperator;
+pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace, ServerAckFn, ServerEvent};
+pub use operators::{BroadcastOperator, RemoteSocket};
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
 pub use payload::{from_payload, to_payload};
 pub use socket::{AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Socket};
@@ -223,6 +226,7 @@ impl IoInner {
         }
         *count += 1;
         let ns = Arc::new(Namespace::new(name, handlers.clone(), (self.adapter)(name), self.config.ack_timeout));
+        ns.adapter().init(&ns);
         map.insert(name.to_owned(), ns.clone());
         Some(ns)
     }
@@ -316,6 +320,9 @@ impl SocketIoBuilder {
         }
         map.entry("/".to_owned())
             .or_insert_with(|| Arc::new(Namespace::new("/", Arc::new(Handlers::new()), (self.adapter)("/"), ack)));
+        for ns in map.values() {
+            ns.adapter().init(ns);
+        }
         let inner = Arc::new(IoInner {
             config: self.config.clone(),
             namespaces: RwLock::new(map),
@@ -447,5 +454,19 @@ impl SocketIo {
     /// Closes every connection (reason "server shutting down").
     pub fn close(&self) {
         self.engine.close_all(switchboard_engineio::CloseReason::ServerShutdown);
+    }
+
+    /// Every namespace that exists now.
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.inner.namespaces.read().values().cloned().collect()
+    }
+
+    /// Closes every connection and tells the adapters (a cluster adapter says goodbye to the
+    /// other nodes, so they stop waiting for this one at once).
+    pub async fn shutdown(&self) {
+        self.close();
+        for ns in self.namespaces() {
+            let _ = ns.adapter().close(&ns).await;
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,47 @@ pub(crate) type ConnectFn = Arc<dyn Fn(Socket) -> HandlerFuture + Send + Sync>;
 pub(crate) type MiddlewareFn = Arc<dyn Fn(Socket) -> MiddlewareFuture + Send + Sync>;
 pub(crate) type EventFn = Arc<dyn Fn(Socket, Event) -> HandlerFuture + Send + Sync>;
 pub(crate) type DisconnectFn = Arc<dyn Fn(Socket, DisconnectReason) -> HandlerFuture + Send + Sync>;
+pub(crate) type ServerEventFn = Arc<dyn Fn(ServerEvent) -> HandlerFuture + Send + Sync>;
+
+/// Answers a server-side event (see [`ServerEvent::ack`]).
+pub type ServerAckFn = Box<dyn FnOnce(Value) + Send>;
+
+/// An event another node of the cluster sent to this one with
+/// [`Namespace::server_side_emit`] (Node's `io.serverSideEmit`).
+pub struct ServerEvent {
+    /// The event name.
+    pub name: String,
+    /// The arguments.
+    pub args: Vec<Value>,
+    /// The sending node, when known.
+    pub from: Option<crate::adapter::NodeId>,
+    ack: Option<ServerAckFn>,
+}
+
+impl fmt::Debug for ServerEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerEvent")
+            .field("name", &self.name)
+            .field("args", &self.args)
+            .field("from", &self.from)
+            .field("wants_ack", &self.ack.is_some())
+            .finish()
+    }
+}
+
+impl ServerEvent {
+    /// Whether the sender waits for an answer.
+    pub fn wants_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Answers the sender (once; a no-op if it asked for none).
+    pub fn ack(&mut self, value: Value) {
+        if let Some(a) = self.ack.take() {
+            a(value);
+        }
+    }
+}
 
 /// A refusal from a middleware: the client gets `CONNECT_ERROR {message, data}` (its
 /// `connect_error` event).
@@ -67,6 +109,7 @@ pub struct Handlers {
     pub(crate) events: HashMap<String, EventFn>,
     pub(crate) any: Option<EventFn>,
     pub(crate) disconnect: Option<DisconnectFn>,
+    pub(crate) server_events: HashMap<String, ServerEventFn>,
 }
 
 impl fmt::Debug for Handlers {
@@ -126,6 +169,17 @@ impl Handlers {
         self
     }
 
+    /// Handles the server-side event `name` that another node sent
+    /// ([`Namespace::server_side_emit`]).
+    pub fn on_server_event<F, Fut>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(ServerEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.server_events.insert(name.into(), Arc::new(move |e| Box::pin(f(e))));
+        self
+    }
+
     /// Runs when a socket has left (its rooms are already left).
     pub fn on_disconnect<F, Fut>(mut self, f: F) -> Self
     where
@@ -144,6 +198,7 @@ pub struct Namespace {
     sockets: RwLock<HashMap<Sid, Socket>>,
     adapter: Box<dyn Adapter>,
     ack_timeout: Duration,
+    next_ack: AtomicU64,
 }
 
 impl fmt::Debug for Namespace {
@@ -154,7 +209,59 @@ impl fmt::Debug for Namespace {
 
 impl Namespace {
     pub(crate) fn new(name: &str, handlers: Arc<Handlers>, adapter: Box<dyn Adapter>, ack_timeout: Duration) -> Self {
-        Namespace { name: Arc::from(name), handlers, sockets: RwLock::new(HashMap::new()), adapter, ack_timeout }
+        Namespace {
+            name: Arc::from(name),
+            handlers,
+            sockets: RwLock::new(HashMap::new()),
+            adapter,
+            ack_timeout,
+            next_ack: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh acknowledgement id of this namespace on this node. One encoded broadcast
+    /// carries the same id to each of its recipients, and each socket keeps its own table, so
+    /// ids need only be unique per namespace and node.
+    pub fn next_ack_id(&self) -> u64 {
+        self.next_ack.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs this node's handler for a server-side event `[name, arg…]` that another node sent;
+    /// `ack` answers it. Returns whether a handler took it.
+    pub fn dispatch_server_event(
+        &self,
+        data: Vec<Value>,
+        from: Option<crate::adapter::NodeId>,
+        ack: Option<ServerAckFn>,
+    ) -> bool {
+        let mut it = data.into_iter();
+        let Some(Value::String(name)) = it.next() else { return false };
+        let Some(h) = self.handlers.server_events.get(&name).cloned() else { return false };
+        let ev = ServerEvent { name, args: it.collect(), from, ack };
+        tokio::spawn(h(ev));
+        true
+    }
+
+    /// Sends an event to the other nodes' server-event handlers (Node's
+    /// `io.serverSideEmit`); a no-op on a single node.
+    pub async fn server_side_emit(&self, event: &str, args: Vec<Value>) -> Result<(), crate::EmitError> {
+        let mut data = vec![Value::String(event.to_owned())];
+        data.extend(args);
+        self.adapter.server_side_emit(self, data, None).await?;
+        Ok(())
+    }
+
+    /// Sends an event to the other nodes' server-event handlers and waits up to `timeout` for
+    /// each node's answer.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<crate::adapter::ServerAcks, crate::EmitError> {
+        let mut data = vec![Value::String(event.to_owned())];
+        data.extend(args);
+        Ok(self.adapter.server_side_emit(self, data, Some(timeout)).await?)
     }
 
     /// The name (`/` for the main namespace).
@@ -171,7 +278,8 @@ impl Namespace {
         &self.handlers
     }
 
-    pub(crate) fn ack_timeout(&self) -> Duration {
+    /// The default wait for acknowledgements.
+    pub fn ack_timeout(&self) -> Duration {
         self.ack_timeout
     }
 

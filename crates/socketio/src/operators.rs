@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use switchboard_engineio::Sid;
 
-use crate::adapter::{BroadcastAcks, BroadcastOptions};
-use crate::socket::{event_packet, next_ack_id, to_arg_list, to_args, EmitError, Encoded};
+use crate::adapter::{BroadcastAcks, BroadcastOptions, BroadcastPacket, SocketInfo};
+use crate::socket::{to_arg_list, to_args, EmitError};
 use crate::{IntoRooms, Namespace};
 
 /// Selects sockets of a namespace and acts on them. Every action goes through the
@@ -27,6 +27,11 @@ impl BroadcastOperator {
         BroadcastOperator { ns, opts: BroadcastOptions::default(), timeout: None }
     }
 
+    /// An operator with these options already set.
+    pub fn with_options(ns: Arc<Namespace>, opts: BroadcastOptions) -> Self {
+        BroadcastOperator { ns, opts, timeout: None }
+    }
+
     /// Only sockets in these rooms (adds to earlier `to`s; a socket id names one socket).
     pub fn to(mut self, rooms: impl IntoRooms) -> Self {
         self.opts.rooms.extend(rooms.into_rooms());
@@ -38,15 +43,17 @@ impl BroadcastOperator {
         self.to(rooms)
     }
 
-    /// Not sockets in these rooms, nor these socket ids (python-socketio's `skip_sid`).
+    /// Not sockets in these rooms, nor these socket ids (python-socketio's `skip_sid`). A name
+    /// that is a socket id names that socket.
     pub fn except(mut self, rooms: impl IntoRooms) -> Self {
-        self.opts.except.extend(rooms.into_rooms());
+        self.opts.except_names(rooms.into_rooms());
         self
     }
 
-    /// Same as [`except`](Self::except) for one socket id.
-    pub fn skip_sid(self, sid: Sid) -> Self {
-        self.except(sid)
+    /// Not this socket.
+    pub fn skip_sid(mut self, sid: Sid) -> Self {
+        self.opts.except_sids.push(sid);
+        self
     }
 
     /// Only this node's sockets (with a cluster adapter).
@@ -75,7 +82,8 @@ impl BroadcastOperator {
     }
 
     /// Emits `event` with one argument. Returns how many of this node's sockets it was queued
-    /// for.
+    /// for (other nodes' deliveries are not counted: see
+    /// [`emit_with_ack`](Self::emit_with_ack) for a cluster-wide count).
     /// `bytes::Bytes` anywhere in `data` goes as binary in its place ([`crate::payload`]).
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<usize, EmitError> {
         let (args, bins) = to_args(data)?;
@@ -95,8 +103,12 @@ impl BroadcastOperator {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, binary, None)?));
-        Ok(self.ns.adapter().broadcast(&self.ns, e, &self.opts).await?)
+        self.emit_packet(BroadcastPacket::event(event, args, binary)?).await
+    }
+
+    /// Emits a prepared packet (what another node sent on, say).
+    pub async fn emit_packet(&self, packet: BroadcastPacket) -> Result<usize, EmitError> {
+        Ok(self.ns.adapter().broadcast(&self.ns, packet, &self.opts).await?)
     }
 
     /// Sends a `message` event.
@@ -104,53 +116,118 @@ impl BroadcastOperator {
         self.emit("message", data).await
     }
 
-    /// Emits with an ack request to every selected socket and gathers the answers that come
-    /// within the timeout.
+    /// Emits with an ack request to every selected socket, on every node, and gathers the
+    /// answers that come within the timeout (each node first reports how many sockets it sent
+    /// to; [`BroadcastAcks::complete`] tells whether everyone answered).
     pub async fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
         data: &T,
     ) -> Result<BroadcastAcks, EmitError> {
+        let (args, bins) = to_args(data)?;
+        self.emit_with_ack_args(event, args, bins).await
+    }
+
+    /// [`emit_with_ack`](Self::emit_with_ack) with JSON arguments and attachments.
+    pub async fn emit_with_ack_args(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        binary: Vec<Bytes>,
+    ) -> Result<BroadcastAcks, EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        let id = next_ack_id();
-        let (args, bins) = to_args(data)?;
-        let e = Arc::new(Encoded::for_broadcast(&event_packet(self.ns.name(), event, args, bins, Some(id))?));
+        let packet = BroadcastPacket::event(event, args, binary)?;
         let t = self.timeout.unwrap_or(self.ns.ack_timeout());
-        Ok(self.ns.adapter().broadcast_with_ack(&self.ns, e, &self.opts, t).await?)
+        Ok(self.ns.adapter().broadcast_with_ack(&self.ns, packet, &self.opts, t).await?)
     }
 
-    /// The selected sockets' ids.
+    /// This node's selected sockets' ids.
     pub async fn sockets(&self) -> Result<Vec<Sid>, EmitError> {
         Ok(self.ns.adapter().sockets(&self.ns, &self.opts).await?)
     }
 
-    /// Makes the selected sockets join `rooms`.
+    /// The selected sockets on every node, with handles that act on them wherever they are
+    /// (Node's `fetchSockets()`).
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, EmitError> {
+        let t = self.timeout.unwrap_or(self.ns.ack_timeout());
+        let infos = self.ns.adapter().fetch_sockets(&self.ns, &self.opts, t).await?;
+        Ok(infos.into_iter().map(|info| RemoteSocket { info, ns: self.ns.clone() }).collect())
+    }
+
+    /// Makes the selected sockets join `rooms`, on every node.
     pub async fn join(&self, rooms: impl IntoRooms) -> Result<(), EmitError> {
-        let rooms = rooms.into_rooms();
-        for sid in self.sockets().await? {
-            self.ns.adapter().add_all(&self.ns, sid, rooms.clone()).await?;
-        }
-        Ok(())
+        Ok(self.ns.adapter().add_sockets(&self.ns, &self.opts, rooms.into_rooms()).await?)
     }
 
-    /// Makes the selected sockets leave `rooms`.
+    /// Makes the selected sockets leave `rooms`, on every node.
     pub async fn leave(&self, rooms: impl IntoRooms) -> Result<(), EmitError> {
-        let rooms = rooms.into_rooms();
-        for sid in self.sockets().await? {
-            self.ns.adapter().del(&self.ns, sid, rooms.clone()).await?;
-        }
-        Ok(())
+        Ok(self.ns.adapter().del_sockets(&self.ns, &self.opts, rooms.into_rooms()).await?)
     }
 
-    /// Disconnects the selected sockets.
+    /// Disconnects the selected sockets from the namespace, on every node.
     pub async fn disconnect(&self) -> Result<(), EmitError> {
-        for sid in self.sockets().await? {
-            if let Some(s) = self.ns.get_socket(sid) {
-                s.disconnect();
-            }
+        Ok(self.ns.adapter().disconnect_sockets(&self.ns, &self.opts, false).await?)
+    }
+
+    /// Closes the selected sockets' whole connections, on every node.
+    pub async fn close(&self) -> Result<(), EmitError> {
+        Ok(self.ns.adapter().disconnect_sockets(&self.ns, &self.opts, true).await?)
+    }
+}
+
+/// A socket on any node of the cluster, from [`BroadcastOperator::fetch_sockets`]: what its
+/// node said of it, and actions that reach it wherever it is.
+#[derive(Clone, Debug)]
+pub struct RemoteSocket {
+    /// Its id, handshake, rooms and data.
+    pub info: SocketInfo,
+    ns: Arc<Namespace>,
+}
+
+impl RemoteSocket {
+    /// The socket id.
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    fn op(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).to(self.info.id.as_str())
+    }
+
+    /// Emits `event` with one argument to this socket.
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.op().emit(event, data).await.map(|_| ())
+    }
+
+    /// Emits and waits up to `timeout` for this socket's acknowledgement.
+    pub async fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        timeout: Duration,
+    ) -> Result<Option<crate::AckResponse>, EmitError> {
+        let acks = self.op().timeout(timeout).emit_with_ack(event, data).await?;
+        Ok(acks.responses.into_iter().next().map(|(_, r)| r))
+    }
+
+    /// Makes this socket join `rooms`.
+    pub async fn join(&self, rooms: impl IntoRooms) -> Result<(), EmitError> {
+        self.op().join(rooms).await
+    }
+
+    /// Makes this socket leave `rooms`.
+    pub async fn leave(&self, rooms: impl IntoRooms) -> Result<(), EmitError> {
+        self.op().leave(rooms).await
+    }
+
+    /// Disconnects this socket (`close`: its whole connection).
+    pub async fn disconnect(&self, close: bool) -> Result<(), EmitError> {
+        if close {
+            self.op().close().await
+        } else {
+            self.op().disconnect().await
         }
-        Ok(())
     }
 }

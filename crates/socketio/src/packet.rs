@@ -230,23 +230,7 @@ impl Packet {
 
     /// Encodes the text part. Attachments (for binary types) follow as binary messages.
     pub fn encode(&self) -> String {
-        let mut s = String::with_capacity(16);
-        s.push(self.kind.digit());
-        if self.kind.is_binary() {
-            s.push_str(&self.attachments.len().to_string());
-            s.push('-');
-        }
-        if self.nsp != "/" {
-            s.push_str(&self.nsp);
-            s.push(',');
-        }
-        if let Some(id) = self.id {
-            s.push_str(&id.to_string());
-        }
-        if let Some(d) = &self.data {
-            s.push_str(&d.to_string());
-        }
-        s
+        encode_parts(self.kind, &self.nsp, self.id, self.data.as_ref(), self.attachments.len())
     }
 
     /// Decodes a text packet. For binary types the result still waits for its attachments:
@@ -443,6 +427,34 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// The text form of a packet from its parts (what [`Packet::encode`] writes), so that a
+/// broadcast can be encoded without building a [`Packet`].
+pub(crate) fn encode_parts(
+    kind: PacketType,
+    nsp: &str,
+    id: Option<u64>,
+    data: Option<&Value>,
+    attachments: usize,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(16);
+    s.push(kind.digit());
+    if kind.is_binary() {
+        let _ = write!(s, "{attachments}-");
+    }
+    if nsp != "/" {
+        s.push_str(nsp);
+        s.push(',');
+    }
+    if let Some(id) = id {
+        let _ = write!(s, "{id}");
+    }
+    if let Some(d) = data {
+        s.push_str(&d.to_string());
+    }
+    s
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -22,14 +22,6 @@ use crate::conn::Conn;
 use crate::operators::BroadcastOperator;
 use crate::packet::{Packet, PacketType};
 use crate::Namespace;
-
-/// Ack ids are unique across the server, so that one encoded packet can carry the same id to
-/// every socket of a broadcast.
-static NEXT_ACK_ID: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn next_ack_id() -> u64 {
-    NEXT_ACK_ID.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Why a socket left its namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -157,6 +149,15 @@ impl Encoded {
         e.frames = e.frames.into_iter().map(Frame::prepare).collect();
         e
     }
+
+    /// A broadcast's frames from its text form and attachments, prepared once for all
+    /// recipients.
+    pub(crate) fn from_parts(text: &str, binary: &[Bytes], ack_id: Option<u64>) -> Encoded {
+        let mut frames = Vec::with_capacity(1 + binary.len());
+        frames.push(Frame::message(text).prepare());
+        frames.extend(binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
+        Encoded { frames, ack_id }
+    }
 }
 
 /// Builds an event packet. The attachments go where the arguments' placeholders say, or,
@@ -209,6 +210,10 @@ pub(crate) struct SocketInner {
     pub(crate) acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
     pub(crate) connected: AtomicBool,
     pub(crate) auth: Value,
+    /// The application's data ([`Socket::set_data`]).
+    data: Mutex<Value>,
+    /// When it connected, in milliseconds since the Unix epoch.
+    issued: u64,
 }
 
 impl fmt::Debug for Socket {
@@ -232,6 +237,11 @@ impl Socket {
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
             auth,
+            data: Mutex::new(Value::Null),
+            issued: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
         }))
     }
 
@@ -259,6 +269,59 @@ impl Socket {
     /// The Engine.IO session id of the connection under this socket.
     pub fn engine_sid(&self) -> Option<Sid> {
         self.0.session.upgrade().map(|s| s.sid())
+    }
+
+    /// The application's data attached to this socket (Node's `socket.data`): `null` until
+    /// set. Other nodes see it in [`fetch_sockets`](crate::BroadcastOperator::fetch_sockets).
+    pub fn data(&self) -> Value {
+        self.0.data.lock().clone()
+    }
+
+    /// Attaches data to this socket (replacing what was there).
+    pub fn set_data(&self, data: Value) {
+        *self.0.data.lock() = data;
+    }
+
+    /// This socket as other nodes see it, with its rooms.
+    pub(crate) fn info(&self, rooms: Vec<Room>) -> crate::adapter::SocketInfo {
+        let (query, address) = match self.0.session.upgrade() {
+            Some(s) => {
+                let info = &s.data().info;
+                (info.query.to_string(), info.remote.map(|a| a.ip().to_string()))
+            }
+            None => (String::new(), None),
+        };
+        let query: serde_json::Map<String, Value> = query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_owned(), Value::String(v.to_owned()))
+            })
+            .collect();
+        crate::adapter::SocketInfo {
+            id: self.id().to_string(),
+            handshake: serde_json::json!({
+                "address": address,
+                "query": query,
+                "auth": self.0.auth,
+                "issued": self.0.issued,
+                "time": self.0.issued.to_string(),
+                "url": self.0.ns.name(),
+                "headers": {},
+            }),
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            data: self.data(),
+            node: None,
+        }
+    }
+
+    /// Closes the whole connection under this socket (every namespace of it).
+    pub fn close_connection(&self) {
+        match self.0.session.upgrade() {
+            Some(s) => s.close(switchboard_engineio::CloseReason::ForcedClose),
+            None => self.on_disconnect(DisconnectReason::ForcedClose),
+        }
     }
 
     /// Whether the socket is connected.
@@ -351,7 +414,7 @@ impl Socket {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        let id = next_ack_id();
+        let id = self.0.ns.next_ack_id();
         let e = Encoded::new(&event_packet(self.0.ns.name(), event, args, binary, Some(id))?);
         let wait = self.register_ack(id);
         self.send_encoded(&e, false)?;
