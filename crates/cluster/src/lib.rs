@@ -1,0 +1,42 @@
+//! # switchboard-cluster
+//!
+//! One logical Socket.IO server across processes and machines. The node protocol (Socket.IO's
+//! cluster-adapter message model, types 1–13) is written once here, in [`protocol`] and
+//! [`Cluster`]; each broker is a small [`Transport`] under it. The socketio crate knows only
+//! its [`Adapter`](switchboard_socketio::Adapter) trait; [`Cluster::adapter_factory`] plugs a
+//! node into a server.
+//!
+//! ```no_run
+//! use switchboard_cluster::{redis, ClusterConfig};
+//! use switchboard_socketio::SocketIo;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = redis::connect(redis::RedisConfig::new("redis://127.0.0.1:6379"), ClusterConfig::default()).await?;
+//! let io = SocketIo::builder().adapter(cluster.adapter_factory()).build();
+//! // Reaches every socket of the main namespace, on every node.
+//! io.emit("hello", &"world").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Delivery semantics
+//! At most once, like the Node adapters: what is published while the broker is unreachable is
+//! lost for other nodes (this node's sockets still get it, and the caller gets
+//! [`AdapterError::Bus`](switchboard_socketio::AdapterError::Bus)). Requests that need answers
+//! (fetch sockets, broadcast with acks, server-side emit with acks) count the other nodes with
+//! the broker (`PUBSUB SHARDNUMSUB` on Redis), finish when all answered, when the ones that did
+//! not are gone (the count falls at once when a node dies; heartbeats and `ADAPTER_CLOSE`
+//! remove it from the registry), or at the timeout, naming the missing nodes.
+//!
+//! ## Limits
+//! Every bus message above [`ClusterConfig::max_message_bytes`] is dropped undecoded; the
+//! transport's receive queue and each request's answer queue are bounded, and what overflows is
+//! counted ([`BusStats`]), never buffered without bound.
+
+mod msgpack;
+mod node;
+pub mod protocol;
+pub mod redis;
+pub mod transport;
+
+pub use node::{BusStats, Cluster, ClusterAdapter, ClusterConfig, PeerInfo};
+pub use transport::{BusError, Incoming, Target, Transport};

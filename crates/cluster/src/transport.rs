@@ -1,0 +1,89 @@
+//! The seam between the node protocol and a broker: a [`Transport`] publishes bytes to a
+//! namespace's channels and hands what it receives to the node as [`Incoming`] messages.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+/// A boxed future of a transport call.
+pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BusError>> + Send + 'a>>;
+
+/// Why the bus failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// Could not connect to the broker (bad URL, refused, authentication).
+    #[error("cannot connect to the broker: {0}")]
+    Connect(String),
+    /// A publish, subscribe or query failed (the broker is down or answered an error).
+    #[error("broker operation failed: {0}")]
+    Broker(String),
+    /// A message of ours is above the size cap other nodes apply.
+    #[error("message of {0} bytes is above the cluster's max_message_bytes")]
+    TooLarge(usize),
+}
+
+/// Where a message goes within a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every node of the namespace.
+    Main,
+    /// One node (its response channel), by uid.
+    Node(&'a str),
+    /// The nodes with members of this room (a transport without room channels uses `Main`).
+    Room(&'a str),
+}
+
+/// What a transport received.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    /// A node-protocol message on one of a namespace's channels.
+    Node {
+        /// The namespace the channel belongs to.
+        nsp: String,
+        /// The message as received.
+        payload: Bytes,
+    },
+    /// A broadcast from an emitter (the classic `@socket.io/redis-emitter` channels).
+    EmitterBroadcast {
+        /// The namespace the channel belongs to.
+        nsp: String,
+        /// The room the channel names, if any.
+        room: Option<String>,
+        /// The message as received.
+        payload: Bytes,
+    },
+    /// A request from an emitter (join, leave, disconnect, server-side emit).
+    EmitterRequest {
+        /// The namespace the channel belongs to.
+        nsp: String,
+        /// The message as received.
+        payload: Bytes,
+    },
+    /// The transport lost this many messages (its receive buffer overflowed).
+    Lost(u64),
+    /// The connection to the broker was re-established (subscriptions restored).
+    Reconnected,
+    /// The connection to the broker was lost.
+    Disconnected(String),
+}
+
+/// A broker seen from the node protocol. One transport serves every namespace of a process.
+pub trait Transport: Send + Sync + 'static {
+    /// Starts receiving namespace `nsp`'s channels: the main one, node `uid`'s response one,
+    /// and the emitter channels.
+    fn add_namespace<'a>(&'a self, nsp: &'a str, uid: &'a str) -> BusFuture<'a, ()>;
+    /// Publishes a message.
+    fn publish<'a>(&'a self, nsp: &'a str, to: Target<'a>, payload: Bytes) -> BusFuture<'a, ()>;
+    /// Starts receiving a room's channel (its first local member joined).
+    fn subscribe_room<'a>(&'a self, nsp: &'a str, room: &'a str) -> BusFuture<'a, ()>;
+    /// Stops receiving a room's channel (its last local member left).
+    fn unsubscribe_room<'a>(&'a self, nsp: &'a str, room: &'a str) -> BusFuture<'a, ()>;
+    /// How many nodes receive namespace `nsp`'s main channel, this one included.
+    fn server_count<'a>(&'a self, nsp: &'a str) -> BusFuture<'a, usize>;
+    /// Whether room broadcasts go to room channels (else everything goes to `Main`).
+    fn has_room_channels(&self) -> bool {
+        false
+    }
+}
