@@ -83,7 +83,11 @@ fn handlers(node: usize) -> Handlers {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_switchboard_form_one_cluster() {
     if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379")
-        || !switchboard_test_support::peer_available("@socket.io/redis-adapter (npm)", "node", &["-e", "require('@socket.io/redis-adapter'); require('@socket.io/redis-emitter'); require('redis')"])
+        || !switchboard_test_support::peer_available(
+            "@socket.io/redis-adapter (npm)",
+            "node",
+            &["-e", "require('@socket.io/redis-adapter'); require('@socket.io/redis-emitter'); require('redis')"],
+        )
     {
         return;
     }
@@ -91,7 +95,9 @@ async fn node_and_switchboard_form_one_cluster() {
     let mut node = NodeServer::start(&prefix).await;
     let mut ours = Vec::new();
     for i in 0..2 {
-        let cfg = redis::RedisConfig::new("redis://127.0.0.1:6379").with_channel_prefix(prefix.clone()).with_emitter_key(prefix.clone());
+        let cfg = redis::RedisConfig::new("redis://127.0.0.1:6379")
+            .with_channel_prefix(prefix.clone())
+            .with_emitter_key(prefix.clone());
         let cluster = redis::connect(cfg, ClusterConfig::default()).await.unwrap();
         let io = SocketIo::builder().adapter(cluster.adapter_factory()).ns("/", handlers(i)).build();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -157,7 +163,12 @@ async fn node_and_switchboard_form_one_cluster() {
     node.cmd(json!({"cmd": "socketsJoin", "room": "vip"})).await;
     wait_until("our sockets are in vip", || async {
         let ns = ours[0].0.of("/").unwrap();
-        ns.adapter().sockets(&ns, &switchboard_socketio::BroadcastOptions { rooms: vec!["vip".into()], ..Default::default() }).await.unwrap().len() == 1
+        ns.adapter()
+            .sockets(&ns, &switchboard_socketio::BroadcastOptions { rooms: vec!["vip".into()], ..Default::default() })
+            .await
+            .unwrap()
+            .len()
+            == 1
     })
     .await;
     ours[1].0.to("vip").emit("vip", &true).await.unwrap();
@@ -201,7 +212,15 @@ async fn node_and_switchboard_form_one_cluster() {
     node.cmd(json!({"cmd": "emitterJoin", "room": "room", "join": "emitted"})).await;
     wait_until("the emitter's socketsJoin reached our nodes", || async {
         let ns = ours[1].0.of("/").unwrap();
-        ns.adapter().sockets(&ns, &switchboard_socketio::BroadcastOptions { rooms: vec!["emitted".into()], ..Default::default() }).await.unwrap().len() == 1
+        ns.adapter()
+            .sockets(
+                &ns,
+                &switchboard_socketio::BroadcastOptions { rooms: vec!["emitted".into()], ..Default::default() },
+            )
+            .await
+            .unwrap()
+            .len()
+            == 1
     })
     .await;
     for c in [&mut a, &mut b, &mut n] {
