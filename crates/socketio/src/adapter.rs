@@ -134,7 +134,7 @@ impl BroadcastPacket {
     /// node.
     pub fn encode(&self, nsp: &str, ack_id: Option<u64>) -> Encoded {
         let text = crate::packet::encode_parts(self.kind(), nsp, ack_id, Some(&self.data), self.binary.len());
-        Encoded::from_parts(&text, &self.binary, ack_id)
+        Encoded::from_parts(&text, self, ack_id)
     }
 }
 
@@ -351,11 +351,21 @@ impl LocalAdapter {
         let sids = self.select(ns, opts);
         let mut n = 0;
         ns.for_each_socket(&sids, |s| {
-            if matches!(s.send_encoded(packet, opts.volatile), Ok(true)) {
+            let via = if s.is_external() { self.via(s.id(), &opts.rooms) } else { None };
+            if matches!(s.send_encoded_via(packet, opts.volatile, via.as_ref()), Ok(true)) {
                 n += 1;
             }
         });
         n
+    }
+
+    /// The first of `rooms` that `sid` is in (a socket id room counts).
+    fn via(&self, sid: Sid, rooms: &[Room]) -> Option<Room> {
+        if rooms.is_empty() {
+            return None;
+        }
+        let g = self.rooms.read();
+        rooms.iter().find(|r| g.members.get(*r).is_some_and(|m| m.contains(&sid))).cloned()
     }
 
     /// Sends `packet` with a fresh ack id of the namespace to this node's selected sockets;

@@ -72,7 +72,10 @@ pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace,
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
 pub use payload::{from_payload, to_payload};
-pub use socket::{AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Socket};
+pub use socket::{
+    AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Outgoing, SinkCache, Socket,
+    SocketSink,
+};
 pub use switchboard_engineio as engineio;
 
 /// Settings of a Socket.IO server.

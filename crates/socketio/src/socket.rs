@@ -18,7 +18,7 @@ use switchboard_engineio::{Frame, SendError, Session, Sid};
 use tokio::sync::oneshot;
 
 use crate::adapter::Room;
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnInfo};
 use crate::operators::BroadcastOperator;
 use crate::packet::{Packet, PacketType};
 use crate::Namespace;
@@ -131,6 +131,10 @@ pub struct Encoded {
     pub(crate) frames: Vec<Frame>,
     /// The ack id the packet carries, if any.
     pub ack_id: Option<u64>,
+    /// The broadcast it encodes, for external sockets ([`SocketSink`]).
+    pub(crate) source: Option<Arc<crate::adapter::BroadcastPacket>>,
+    /// Scratch space shared by the external sockets it reaches.
+    pub(crate) cache: SinkCache,
 }
 
 impl Encoded {
@@ -139,7 +143,7 @@ impl Encoded {
         let mut frames = Vec::with_capacity(1 + packet.attachments.len());
         frames.push(Frame::message(&packet.encode()));
         frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
-        Encoded { frames, ack_id: packet.id }
+        Encoded { frames, ack_id: packet.id, source: None, cache: SinkCache::default() }
     }
 
     /// Encodes a packet for a broadcast: the WebSocket frames are encoded here too, once for
@@ -152,11 +156,15 @@ impl Encoded {
 
     /// A broadcast's frames from its text form and attachments, prepared once for all
     /// recipients.
-    pub(crate) fn from_parts(text: &str, binary: &[Bytes], ack_id: Option<u64>) -> Encoded {
-        let mut frames = Vec::with_capacity(1 + binary.len());
+    pub(crate) fn from_parts(
+        text: &str,
+        source: &crate::adapter::BroadcastPacket,
+        ack_id: Option<u64>,
+    ) -> Encoded {
+        let mut frames = Vec::with_capacity(1 + source.binary.len());
         frames.push(Frame::message(text).prepare());
-        frames.extend(binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
-        Encoded { frames, ack_id }
+        frames.extend(source.binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
+        Encoded { frames, ack_id, source: Some(Arc::new(source.clone())), cache: SinkCache::default() }
     }
 }
 
@@ -199,6 +207,61 @@ pub(crate) fn to_arg_list<T: Serialize + ?Sized>(data: &T) -> Result<(Vec<Value>
     }
 }
 
+/// What an external socket's sink is given to deliver ([`SocketSink`]).
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The packet type: an event or binary event (with `ack_id`: the server waits for an
+    /// ack), an ack or binary ack of the client's request, or a disconnect.
+    pub kind: PacketType,
+    /// The payload: `[event, arg…]` for events, `[arg…]` for acks (binary as placeholders).
+    pub data: Option<&'a Value>,
+    /// The attachments the placeholders name.
+    pub binary: &'a [Bytes],
+    /// The ack id the server waits for (events), or the id being answered (acks).
+    pub ack_id: Option<u64>,
+    /// For a broadcast to rooms: the first of the broadcast's rooms this socket is in.
+    pub via: Option<&'a Room>,
+    /// Whether the packet may be dropped rather than failing when the sink is full.
+    pub volatile: bool,
+    /// Shared by every recipient of one broadcast on this node, so that a sink can encode
+    /// once for all of them (keyed as the sink likes, e.g. by `via`).
+    pub cache: Option<&'a SinkCache>,
+}
+
+/// Per-broadcast scratch space for [`SocketSink`]s: encoded forms, keyed by the room the
+/// recipients were reached through.
+#[derive(Debug, Default)]
+pub struct SinkCache(Mutex<Vec<(Option<Room>, Bytes)>>);
+
+impl SinkCache {
+    /// The entry for `key`, made by `make` the first time.
+    pub fn get_or_insert(&self, key: Option<&Room>, make: impl FnOnce() -> Bytes) -> Bytes {
+        let mut g = self.0.lock();
+        if let Some((_, b)) = g.iter().find(|(k, _)| k.as_ref() == key) {
+            return b.clone();
+        }
+        let b = make();
+        g.push((key.cloned(), b.clone()));
+        b
+    }
+}
+
+/// Where an external socket's packets go: a socket that is not an Engine.IO connection (the
+/// hub's plain-WebSocket clients) but a member of the namespace like any other, so rooms,
+/// broadcasts, acks and cluster operations reach it the same way.
+pub trait SocketSink: Send + Sync + 'static {
+    /// Delivers a packet. `Ok(true)`: queued; `Ok(false)`: a volatile packet dropped; `Err`:
+    /// the socket cannot take it (the sink closes it).
+    fn send(&self, out: Outgoing<'_>) -> Result<bool, EmitError>;
+    /// The server disconnects the socket.
+    fn close(&self);
+}
+
+pub(crate) enum Transport {
+    Engine(Weak<Session<Conn>>),
+    External(Arc<dyn SocketSink>, ConnInfo),
+}
+
 /// A client connected to a namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct Socket(pub(crate) Arc<SocketInner>);
@@ -206,7 +269,7 @@ pub struct Socket(pub(crate) Arc<SocketInner>);
 pub(crate) struct SocketInner {
     pub(crate) id: Sid,
     pub(crate) ns: Arc<Namespace>,
-    pub(crate) session: Weak<Session<Conn>>,
+    pub(crate) transport: Transport,
     pub(crate) acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
     pub(crate) connected: AtomicBool,
     pub(crate) auth: Value,
@@ -229,11 +292,36 @@ impl PartialEq for Socket {
 }
 
 impl Socket {
+    /// An external socket (see [`SocketSink`]) in namespace `ns`: connected and in the
+    /// namespace at once (no middleware, no connect handler: the embedder admitted it).
+    pub fn connect_external(ns: &Arc<Namespace>, sink: Arc<dyn SocketSink>, auth: Value, info: ConnInfo) -> Socket {
+        let s = Socket::with_transport(ns.clone(), Transport::External(sink, info), auth);
+        s.0.connected.store(true, Ordering::Release);
+        ns.insert_socket(s.clone());
+        s
+    }
+
+    /// Whether this is an external socket ([`Socket::connect_external`]).
+    pub fn is_external(&self) -> bool {
+        matches!(self.0.transport, Transport::External(..))
+    }
+
+    fn session(&self) -> Option<Arc<Session<Conn>>> {
+        match &self.0.transport {
+            Transport::Engine(w) => w.upgrade(),
+            Transport::External(..) => None,
+        }
+    }
+
     pub(crate) fn new(ns: Arc<Namespace>, session: &Arc<Session<Conn>>, auth: Value) -> Socket {
+        Socket::with_transport(ns, Transport::Engine(Arc::downgrade(session)), auth)
+    }
+
+    fn with_transport(ns: Arc<Namespace>, transport: Transport, auth: Value) -> Socket {
         Socket(Arc::new(SocketInner {
             id: Sid::generate(),
             ns,
-            session: Arc::downgrade(session),
+            transport,
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
             auth,
@@ -263,12 +351,15 @@ impl Socket {
 
     /// What the connection's first request showed (query, remote address).
     pub fn handshake(&self) -> Option<crate::conn::ConnInfo> {
-        self.0.session.upgrade().map(|s| s.data().info.clone())
+        match &self.0.transport {
+            Transport::Engine(w) => w.upgrade().map(|s| s.data().info.clone()),
+            Transport::External(_, info) => Some(info.clone()),
+        }
     }
 
     /// The Engine.IO session id of the connection under this socket.
     pub fn engine_sid(&self) -> Option<Sid> {
-        self.0.session.upgrade().map(|s| s.sid())
+        self.session().map(|s| s.sid())
     }
 
     /// The application's data attached to this socket (Node's `socket.data`): `null` until
@@ -284,11 +375,8 @@ impl Socket {
 
     /// This socket as other nodes see it, with its rooms.
     pub(crate) fn info(&self, rooms: Vec<Room>) -> crate::adapter::SocketInfo {
-        let (query, address) = match self.0.session.upgrade() {
-            Some(s) => {
-                let info = &s.data().info;
-                (info.query.to_string(), info.remote.map(|a| a.ip().to_string()))
-            }
+        let (query, address) = match self.handshake() {
+            Some(info) => (info.query.to_string(), info.remote.map(|a| a.ip().to_string())),
             None => (String::new(), None),
         };
         let query: serde_json::Map<String, Value> = query
@@ -318,9 +406,15 @@ impl Socket {
 
     /// Closes the whole connection under this socket (every namespace of it).
     pub fn close_connection(&self) {
-        match self.0.session.upgrade() {
-            Some(s) => s.close(switchboard_engineio::CloseReason::ForcedClose),
-            None => self.on_disconnect(DisconnectReason::ForcedClose),
+        match &self.0.transport {
+            Transport::Engine(w) => match w.upgrade() {
+                Some(s) => s.close(switchboard_engineio::CloseReason::ForcedClose),
+                None => self.on_disconnect(DisconnectReason::ForcedClose),
+            },
+            Transport::External(sink, _) => {
+                sink.close();
+                self.on_disconnect(DisconnectReason::ForcedClose);
+            }
         }
     }
 
@@ -337,12 +431,30 @@ impl Socket {
     /// Queues an encoded packet. When the queue is full a volatile packet is dropped
     /// (`Ok(false)`); otherwise the connection is closed with [`DisconnectReason::QueueFull`].
     pub(crate) fn send_encoded(&self, e: &Encoded, volatile: bool) -> Result<bool, EmitError> {
-        let Some(session) = self.0.session.upgrade() else {
-            return Err(EmitError::Disconnected);
-        };
+        self.send_encoded_via(e, volatile, None)
+    }
+
+    /// [`send_encoded`](Self::send_encoded), saying which room reached the socket (for
+    /// external sockets).
+    pub(crate) fn send_encoded_via(&self, e: &Encoded, volatile: bool, via: Option<&Room>) -> Result<bool, EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
+        let session = match &self.0.transport {
+            Transport::Engine(w) => w.upgrade().ok_or(EmitError::Disconnected)?,
+            Transport::External(sink, _) => {
+                let Some(src) = &e.source else { return Err(EmitError::Disconnected) };
+                return sink.send(Outgoing {
+                    kind: src.kind(),
+                    data: Some(&src.data),
+                    binary: &src.binary,
+                    ack_id: e.ack_id,
+                    via,
+                    volatile,
+                    cache: Some(&e.cache),
+                });
+            }
+        };
         match session.send_frames(&e.frames) {
             Ok(()) => Ok(true),
             Err(SendError::Full) if volatile => Ok(false),
@@ -355,6 +467,20 @@ impl Socket {
     }
 
     pub(crate) fn send_packet(&self, p: &Packet) -> Result<bool, EmitError> {
+        if let Transport::External(sink, _) = &self.0.transport {
+            if !self.connected() {
+                return Err(EmitError::Disconnected);
+            }
+            return sink.send(Outgoing {
+                kind: p.kind,
+                data: p.data.as_ref(),
+                binary: &p.attachments,
+                ack_id: p.id,
+                via: None,
+                volatile: false,
+                cache: None,
+            });
+        }
         self.send_encoded(&Encoded::new(p), false)
     }
 
@@ -415,9 +541,9 @@ impl Socket {
             return Err(EmitError::ReservedEvent);
         }
         let id = self.0.ns.next_ack_id();
-        let e = Encoded::new(&event_packet(self.0.ns.name(), event, args, binary, Some(id))?);
+        let p = event_packet(self.0.ns.name(), event, args, binary, Some(id))?;
         let wait = self.register_ack(id);
-        self.send_encoded(&e, false)?;
+        self.send_packet(&p)?;
         Ok(wait)
     }
 
@@ -463,7 +589,21 @@ impl Socket {
         let p =
             Packet { kind: PacketType::Disconnect, nsp: nsp.to_owned(), id: None, data: None, attachments: Vec::new() };
         let _ = self.send_packet(&p);
+        if let Transport::External(sink, _) = &self.0.transport {
+            sink.close();
+        }
         self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// An external socket's connection ended (its sink's owner says so): out of the
+    /// namespace and its rooms, pending acks failed.
+    pub fn external_closed(&self) {
+        self.on_disconnect(DisconnectReason::TransportClose);
+    }
+
+    /// An acknowledgement from an external socket's client.
+    pub fn receive_ack(&self, id: u64, resp: AckResponse) {
+        self.on_ack(id, resp);
     }
 
     /// Leaves the namespace: out of the socket table and every room, pending acks failed, the
@@ -473,7 +613,7 @@ impl Socket {
             return;
         }
         self.0.acks.lock().clear();
-        if let Some(session) = self.0.session.upgrade() {
+        if let Some(session) = self.session() {
             session.data().remove_socket(self);
         }
         let ns = self.0.ns.clone();
@@ -481,6 +621,10 @@ impl Socket {
         let socket = self.clone();
         tokio::spawn(async move {
             let _ = ns.adapter().del_all(&ns, socket.id()).await;
+            // External sockets are their embedder's: the namespace's handler is not theirs.
+            if socket.is_external() {
+                return;
+            }
             if let Some(h) = ns.handlers().disconnect.clone() {
                 h(socket, reason).await;
             }

@@ -97,3 +97,67 @@ async fn cors_modes_send_the_headers_browsers_accept() {
     let (_, head, _) = http_full(srv.addr, "GET", target, &req, b"").await;
     assert!(!head.contains("access-control-"), "{head}");
 }
+
+/// An external socket (the hub's `/ws` clients) is a member like any other: rooms,
+/// broadcasts (with the room it was reached through, encoded once per broadcast), acks,
+/// listings, disconnects.
+#[tokio::test]
+async fn external_sockets_are_members_like_any_other() {
+    use switchboard_socketio::{ConnInfo, Outgoing, Socket, SocketSink};
+
+    #[derive(Default)]
+    struct Sink {
+        got: std::sync::Mutex<Vec<(String, Option<u64>, Option<String>)>>,
+        closed: std::sync::atomic::AtomicBool,
+        encodings: std::sync::atomic::AtomicUsize,
+    }
+    impl SocketSink for Sink {
+        fn send(&self, out: Outgoing<'_>) -> Result<bool, switchboard_socketio::EmitError> {
+            if let Some(c) = out.cache {
+                c.get_or_insert(out.via, || {
+                    self.encodings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    bytes::Bytes::from(out.data.map(|d| d.to_string()).unwrap_or_default())
+                });
+            }
+            self.got.lock().unwrap().push((
+                out.data.map(|d| d.to_string()).unwrap_or_default(),
+                out.ack_id,
+                out.via.map(|r| r.to_string()),
+            ));
+            Ok(true)
+        }
+        fn close(&self) {
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    let io = switchboard_socketio::SocketIo::builder().build();
+    let ns = io.of("/").unwrap();
+    let (s1, s2) = (std::sync::Arc::new(Sink::default()), std::sync::Arc::new(Sink::default()));
+    let a = Socket::connect_external(&ns, s1.clone(), serde_json::json!({}), ConnInfo::default());
+    let b = Socket::connect_external(&ns, s2.clone(), serde_json::json!({}), ConnInfo::default());
+    a.join("red").await.unwrap();
+    b.join(vec!["red", "blue"]).await.unwrap();
+    assert_eq!(io.to(vec!["blue", "red"]).emit("hi", &1).await.unwrap(), 2);
+    assert_eq!(s1.got.lock().unwrap()[0], ("[\"hi\",1]".into(), None, Some("red".into())));
+    assert_eq!(s2.got.lock().unwrap()[0], ("[\"hi\",1]".into(), None, Some("blue".into())));
+    // Two rooms reached: two encodings, shared per room across recipients.
+    assert_eq!(s1.encodings.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(s2.encodings.load(std::sync::atomic::Ordering::SeqCst), 1);
+    io.to("red").emit("again", &2).await.unwrap();
+    let total = s1.encodings.load(std::sync::atomic::Ordering::SeqCst) + s2.encodings.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(total, 3, "one encoding for both recipients of one room");
+    // A call: the ack comes back through receive_ack.
+    let wait = a.emit_with_ack("q", &"?").unwrap();
+    let id = s1.got.lock().unwrap().last().unwrap().1.unwrap();
+    a.receive_ack(id, switchboard_socketio::AckResponse { args: vec![serde_json::json!("yes")], binary: vec![] });
+    assert_eq!(wait.await.unwrap().args, vec![serde_json::json!("yes")]);
+    // Listed, then disconnected by selector.
+    assert_eq!(io.broadcast().fetch_sockets().await.unwrap().len(), 2);
+    io.to("blue").disconnect().await.unwrap();
+    assert!(s2.closed.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!b.connected());
+    assert_eq!(ns.len(), 1);
+    a.external_closed();
+    assert_eq!(ns.len(), 0);
+}
