@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use switchboard_socketio::adapter::gather_local_acks;
 use switchboard_socketio::engineio::Sid;
 use switchboard_socketio::{
-    AckResponse, Adapter, AdapterError, AdapterFuture, BroadcastAcks, BroadcastOptions, BroadcastPacket, LocalAdapter,
-    Namespace, NodeId, Room, ServerAcks, SocketInfo,
+    AckResponse, Adapter, AdapterError, AdapterFuture, BroadcastAcks, BroadcastOptions, BroadcastPacket,
+    BroadcastReport, LocalAdapter, Namespace, NodeId, Room, ServerAcks, SocketInfo,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -550,12 +550,71 @@ impl Adapter for ClusterAdapter {
                     [room] if !is_socket_room(room) => Target::Room(room),
                     _ => Target::Main,
                 };
-                let msg = Message::Broadcast { packet, sel: Self::sel(opts), request_id: None };
+                let msg = Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: None };
                 self.inner.publish(self.nsp(), to, msg).await
             };
             // The local delivery happens whatever the bus did (security: C3).
             let n = self.shared.local.deliver(ns, &encoded, opts);
             published.map(|()| n)
+        })
+    }
+
+    fn broadcast_counted<'a>(
+        &'a self,
+        ns: &'a Namespace,
+        packet: BroadcastPacket,
+        opts: &'a BroadcastOptions,
+        timeout: Duration,
+    ) -> AdapterFuture<'a, BroadcastReport> {
+        Box::pin(async move {
+            let encoded = packet.encode(ns.name(), None);
+            if opts.local {
+                return Ok(BroadcastReport {
+                    local: self.shared.local.deliver(ns, &encoded, opts),
+                    ..Default::default()
+                });
+            }
+            // Only Switchboard nodes (those that send heartbeats) report counts.
+            let peers: HashSet<NodeId> = self.inner.peers.lock().keys().cloned().collect();
+            let (id, mut rx) = self.inner.register()?;
+            // On the main channel, so that every node answers (0 when it has no member).
+            let msg =
+                Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: Some(id.clone()) };
+            let published = self.inner.publish(self.nsp(), Target::Main, msg).await;
+            let local = self.shared.local.deliver(ns, &encoded, opts);
+            if let Err(e) = published {
+                self.inner.unregister(&id);
+                return Err(e);
+            }
+            let mut report = BroadcastReport { local, ..Default::default() };
+            let deadline = tokio::time::Instant::now() + timeout.min(self.inner.config.request_timeout);
+            let mut waiting = peers;
+            let mut deaths = self.inner.deaths.subscribe();
+            while !waiting.is_empty() {
+                tokio::select! {
+                    a = rx.recv() => match a {
+                        Some((uid, Message::BroadcastClientCount { count, .. })) => {
+                            if waiting.remove(&uid) {
+                                report.remote.push((uid, count));
+                            }
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    d = deaths.recv() => {
+                        if let Ok(uid) = d {
+                            waiting.remove(&uid);
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            self.inner.unregister(&id);
+            if !waiting.is_empty() {
+                self.inner.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            report.missing_nodes = waiting.into_iter().collect();
+            Ok(report)
         })
     }
 
@@ -575,7 +634,12 @@ impl Adapter for ClusterAdapter {
                 let others = self.inner.others(self.nsp()).await?;
                 let (id, rx) = self.inner.register()?;
                 let sel = Selector { opts: opts.clone(), timeout_ms: Some(ms(timeout)) };
-                let msg = Message::Broadcast { packet: packet.clone(), sel, request_id: Some(id.clone()) };
+                let msg = Message::Broadcast {
+                    packet: packet.clone(),
+                    sel,
+                    request_id: Some(id.clone()),
+                    count_request: None,
+                };
                 if let Err(e) = self.inner.publish(self.nsp(), Target::Main, msg).await {
                     self.inner.unregister(&id);
                     return Err(e);
@@ -908,10 +972,17 @@ async fn apply(inner: &Arc<Inner>, shared: &Arc<NsShared>, ns: &Arc<Namespace>, 
         }
         Message::Heartbeat(_) => {}
         Message::AdapterClose => inner.node_gone(&from),
-        Message::Broadcast { packet, sel, request_id: None } => {
-            shared.local.deliver(ns, &packet.encode(ns.name(), None), &sel.opts);
+        Message::Broadcast { packet, sel, request_id: None, count_request } => {
+            let n = shared.local.deliver(ns, &packet.encode(ns.name(), None), &sel.opts);
+            if let Some(id) = count_request {
+                let i = inner.clone();
+                tokio::spawn(async move {
+                    let m = Message::BroadcastClientCount { request_id: id, count: n };
+                    let _ = i.publish(&nsp, Target::Node(&from), m).await;
+                });
+            }
         }
-        Message::Broadcast { packet, sel, request_id: Some(id) } => {
+        Message::Broadcast { packet, sel, request_id: Some(id), .. } => {
             let timeout = Duration::from_millis(sel.timeout_ms.unwrap_or(5000).min(600_000));
             let waits = shared.local.deliver_with_ack(ns, &packet, &sel.opts, timeout);
             inner.stats.requests_served.fetch_add(1, Ordering::Relaxed);

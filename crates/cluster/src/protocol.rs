@@ -89,6 +89,9 @@ pub enum Message {
         sel: Selector,
         /// Present for a broadcast with acks.
         request_id: Option<String>,
+        /// Switchboard's extension (Node ignores it): answer how many sockets it reached,
+        /// with a BROADCAST_CLIENT_COUNT for this request id.
+        count_request: Option<String>,
     },
     /// Type 4.
     SocketsJoin {
@@ -282,13 +285,16 @@ impl Envelope {
         let (data, binary): (Option<Value>, &[Bytes]) = match &self.msg {
             Message::InitialHeartbeat | Message::AdapterClose => (None, &[]),
             Message::Heartbeat(info) => (info.clone(), &[]),
-            Message::Broadcast { packet, sel, request_id } => {
+            Message::Broadcast { packet, sel, request_id, count_request } => {
                 let mut d = json!({
                     "packet": { "type": 2, "data": packet.data, "nsp": self.nsp },
                     "opts": opts_json(sel),
                 });
                 if let Some(id) = request_id {
                     d["requestId"] = json!(id);
+                }
+                if let Some(id) = count_request {
+                    d["countRequestId"] = json!(id);
                 }
                 (Some(d), &packet.binary)
             }
@@ -378,6 +384,11 @@ impl Envelope {
                 packet: packet_of(data.get("packet"), binary)?,
                 sel: selector_of(data.get("opts")),
                 request_id: opt_req_id(data),
+                count_request: data
+                    .get("countRequestId")
+                    .and_then(Value::as_str)
+                    .filter(|s| s.len() <= 64)
+                    .map(str::to_owned),
             },
             kind::SOCKETS_JOIN => {
                 Message::SocketsJoin { sel: selector_of(data.get("opts")), rooms: rooms_of(data.get("rooms")) }
@@ -540,8 +551,13 @@ mod tests {
         let msgs = vec![
             Message::InitialHeartbeat,
             Message::Heartbeat(Some(json!({"name": "n1"}))),
-            Message::Broadcast { packet: packet.clone(), sel: sel.clone(), request_id: None },
-            Message::Broadcast { packet, sel: sel.clone(), request_id: Some("abc".into()) },
+            Message::Broadcast { packet: packet.clone(), sel: sel.clone(), request_id: None, count_request: None },
+            Message::Broadcast {
+                packet,
+                sel: sel.clone(),
+                request_id: Some("abc".into()),
+                count_request: Some("c".into()),
+            },
             Message::SocketsJoin { sel: sel.clone(), rooms: vec![Room::from("a")] },
             Message::SocketsLeave { sel: sel.clone(), rooms: vec![Room::from("a")] },
             Message::DisconnectSockets { sel: sel.clone(), close: true },
@@ -580,7 +596,7 @@ mod tests {
         let bin = Bytes::from_static(&[0, 1, 2, 255]);
         let packet = BroadcastPacket::event("file", vec![json!({"n": 1}), json!(null)], vec![bin.clone()])
             .unwrap_or_else(|_| BroadcastPacket { data: json!(["file"]), binary: vec![] });
-        let e = env(Message::Broadcast { packet, sel: Selector::default(), request_id: None });
+        let e = env(Message::Broadcast { packet, sel: Selector::default(), request_id: None, count_request: None });
         let wire = e.encode();
         assert_ne!(wire[0], b'{');
         let back = Envelope::decode(&wire, 1 << 20).unwrap_or_else(|err| panic!("{err}"));
@@ -592,7 +608,7 @@ mod tests {
         // As Node's sharded adapter sends it: no nsp in the packet, flags empty.
         let wire = br#"{"uid":"aaaabbbbccccdddd","nsp":"/","type":3,"data":{"packet":{"type":2,"data":["hi",1,"two"]},"opts":{"rooms":["r1",5],"except":["r2"],"flags":{}}}}"#;
         let e = Envelope::decode(wire, 1 << 20).unwrap_or_else(|err| panic!("{err}"));
-        let Message::Broadcast { packet, sel, request_id } = e.msg else { panic!("not a broadcast") };
+        let Message::Broadcast { packet, sel, request_id, .. } = e.msg else { panic!("not a broadcast") };
         assert_eq!(packet.data, json!(["hi", 1, "two"]));
         assert_eq!(sel.opts.rooms, vec![Room::from("r1"), Room::from("5")]);
         assert_eq!(sel.opts.except_rooms, vec![Room::from("r2")]);

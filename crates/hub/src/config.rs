@@ -28,6 +28,38 @@ pub struct Config {
     pub hooks: Hooks,
     /// Logging.
     pub log: Log,
+    /// Several hubs as one (`docs/cluster.md`).
+    pub cluster: ClusterCfg,
+}
+
+/// `[cluster]`: several hub processes, on one machine or many, as one logical hub.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterCfg {
+    /// `memory` (one node, the default) or `redis`.
+    pub adapter: String,
+    /// The Redis URL: `redis://host:port` for one Redis (≥ 7), `redis-cluster://host:port?node=host:port`
+    /// for a Redis Cluster, `rediss://` for TLS.
+    pub redis_url: String,
+    /// The prefix of the sharded channels (Node's `channelPrefix`; the same on every node,
+    /// Node servers included).
+    pub channel_prefix: String,
+    /// The key `@socket.io/redis-emitter` publishers use; empty: emitters are ignored.
+    pub emitter_key: String,
+    /// This node's name in listings and logs; empty: `<hostname>:<port>`.
+    pub node_name: String,
+    /// This node's address for other nodes (`http://host:port`), which they forward
+    /// long-polling requests of this node's sessions to; empty: `http://<server.listen>`.
+    pub advertise: String,
+    /// How long cross-node requests (listings, calls, counted publishes) wait for other
+    /// nodes, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How often a node says it is alive, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// A node silent this long is gone, in milliseconds.
+    pub heartbeat_timeout_ms: u64,
+    /// Largest bus message decoded, in bytes; larger ones are dropped and counted.
+    pub max_message_bytes: usize,
 }
 
 /// `[hooks]`: application logic in a backend, without writing Rust (see `docs/hub.md`).
@@ -105,6 +137,9 @@ pub struct Server {
     /// How long a client has to authenticate (join a namespace or send its first `/ws`
     /// frame), in milliseconds.
     pub connect_timeout_ms: u64,
+    /// Share the listening port with other hub processes on this machine (`SO_REUSEPORT`):
+    /// the kernel spreads connections over them, each a node of the cluster.
+    pub reuse_port: bool,
 }
 
 /// One JWT verification key. The algorithm is pinned to the key.
@@ -304,6 +339,18 @@ pub struct Overrides {
     pub origins: Option<String>,
     /// `collect.file`.
     pub collect_file: Option<String>,
+    /// `cluster.adapter`.
+    pub cluster_adapter: Option<String>,
+    /// `cluster.redis_url`.
+    pub redis_url: Option<String>,
+    /// `cluster.channel_prefix`.
+    pub channel_prefix: Option<String>,
+    /// `cluster.node_name`.
+    pub node_name: Option<String>,
+    /// `cluster.advertise`.
+    pub advertise: Option<String>,
+    /// `server.reuse_port`.
+    pub reuse_port: Option<bool>,
 }
 
 impl Config {
@@ -319,6 +366,7 @@ impl Config {
         for k in &mut c.api.keys {
             *k = "<redacted>".into();
         }
+        c.cluster.redis_url = crate::cluster::redact_url(&c.cluster.redis_url);
         match toml::to_string_pretty(&c) {
             Ok(t) => format!("# The effective configuration (defaults, then --config, then SWITCHBOARD_* and flags).\n# Secrets are redacted.\n\n{t}"),
             Err(e) => format!("# cannot print the configuration: {e}\n"),
@@ -362,6 +410,20 @@ impl Config {
         if ov.log_json {
             set(&mut root, "log", "format", toml::Value::String("json".into()));
         }
+        for (key, v) in [
+            ("adapter", &ov.cluster_adapter),
+            ("redis_url", &ov.redis_url),
+            ("channel_prefix", &ov.channel_prefix),
+            ("node_name", &ov.node_name),
+            ("advertise", &ov.advertise),
+        ] {
+            if let Some(v) = v {
+                set(&mut root, "cluster", key, toml::Value::String(v.clone()));
+            }
+        }
+        if let Some(v) = ov.reuse_port {
+            set(&mut root, "server", "reuse_port", toml::Value::Boolean(v));
+        }
         let mut config: Config = root.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         if let Some(k) = &ov.api_key {
             config.api.keys.push(k.clone());
@@ -381,6 +443,35 @@ impl Config {
     /// Checks values and the loopback rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field, why: &str| Err(ConfigError::Invalid { field, why: why.to_owned() });
+        let c = &self.cluster;
+        if !matches!(c.adapter.as_str(), "memory" | "redis") {
+            return bad("cluster.adapter", "must be \"memory\" or \"redis\"");
+        }
+        if c.adapter == "redis"
+            && !["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"]
+                .iter()
+                .any(|p| c.redis_url.starts_with(p))
+        {
+            return bad(
+                "cluster.redis_url",
+                "must start with redis://, rediss://, redis-cluster:// or rediss-cluster://",
+            );
+        }
+        if !c.advertise.is_empty() && !c.advertise.starts_with("http://") {
+            return bad("cluster.advertise", "must be an http://host:port URL");
+        }
+        for (field, v) in [
+            ("cluster.request_timeout_ms", c.request_timeout_ms),
+            ("cluster.heartbeat_interval_ms", c.heartbeat_interval_ms),
+            ("cluster.max_message_bytes", c.max_message_bytes as u64),
+        ] {
+            if v == 0 {
+                return bad(field, "must be greater than 0");
+            }
+        }
+        if c.heartbeat_timeout_ms <= c.heartbeat_interval_ms {
+            return bad("cluster.heartbeat_timeout_ms", "must be greater than cluster.heartbeat_interval_ms");
+        }
         let s = &self.server;
         if s.tls_cert.is_some() != s.tls_key.is_some() {
             return bad("server.tls_cert", "tls_cert and tls_key go together");

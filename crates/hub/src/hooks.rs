@@ -95,24 +95,16 @@ impl HookStats {
         self.micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        let mut o = String::from(
-            "# HELP switchboard_hook_calls_total Backend hook calls, by hook and outcome.\n# TYPE switchboard_hook_calls_total counter\n",
-        );
+    /// Calls by (hook, outcome), sorted.
+    pub fn counts(&self) -> Vec<((String, &'static str), u64)> {
         let mut rows: Vec<_> = self.counts.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
         rows.sort();
-        for ((hook, outcome), n) in rows {
-            o.push_str(&format!(
-                "switchboard_hook_calls_total{{hook=\"{}\",outcome=\"{outcome}\"}} {n}\n",
-                hook.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
-        }
-        o.push_str(&format!(
-            "# HELP switchboard_hook_seconds_total Time spent in backend hook calls.\n# TYPE switchboard_hook_seconds_total counter\nswitchboard_hook_seconds_total {}\n",
-            self.micros.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        o
+        rows
+    }
+
+    /// Time spent in hook calls.
+    pub fn seconds(&self) -> f64 {
+        self.micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 

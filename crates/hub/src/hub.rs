@@ -1,18 +1,23 @@
 //! The hub's state: the Socket.IO server, the `/ws` clients, identities, rooms across both,
 //! publishing, calls, metrics, data collection, draining.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use switchboard_cluster::Cluster;
 use switchboard_socketio::engineio::{EngineConfig, ErrorCode, Sid};
-use switchboard_socketio::{ConnectError, Handlers, Socket, SocketIo, SocketIoConfig};
+use switchboard_socketio::packet::PacketType;
+use switchboard_socketio::{
+    AckResponse, AdapterError, ConnInfo, ConnectError, EmitError, Handlers, Outgoing, Socket, SocketIo, SocketIoConfig,
+    SocketSink,
+};
 use switchboard_ws::proto::handshake::server::OriginPolicy;
-use tokio::sync::{mpsc, oneshot, RwLock};
+use tokio::sync::{mpsc, RwLock};
 
 use crate::auth::{now_s, Identity, RoomAction, RoomPolicy, Verifier};
 use crate::collect::Collector;
@@ -22,47 +27,101 @@ use crate::limits::{ClientSlots, TrustedProxies};
 use crate::metrics::Metrics;
 
 /// A message for a `/ws` client's writer task: a JSON text frame (clones share the bytes, so a
-/// publish encodes once for all members).
+/// publish encodes once for all members reached through the same room).
 pub type WsOut = switchboard_ws::Utf8Bytes;
 
-/// A client of the plain WebSocket endpoint.
+/// The sending half of a `/ws` client: what the Socket.IO namespace delivers to it (it is an
+/// external socket of the namespace, a member like any other) becomes the `/ws` JSON protocol
+/// on the client's bounded queue.
 #[derive(Debug)]
-pub struct WsClient {
-    /// Its id (`ws-<n>`).
-    pub id: String,
-    /// Who it is (replaced by an in-band refresh).
-    pub ident: parking_lot::RwLock<Identity>,
-    /// Its outbound queue (bounded: a client that lets it fill is closed, security R1).
-    pub tx: mpsc::Sender<WsOut>,
-    /// Its rooms.
-    pub rooms: parking_lot::Mutex<HashSet<String>>,
-    /// Calls waiting for its ack.
-    pub calls: parking_lot::Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+pub struct WsSink {
+    tx: mpsc::Sender<WsOut>,
     /// Set to close the client (code, reason); its task wakes on `kill`.
     pub closing: parking_lot::Mutex<Option<(u16, &'static str)>>,
     /// Wakes the client's task to close.
     pub kill: tokio::sync::Notify,
+    hub: Weak<Hub>,
+}
+
+impl WsSink {
+    /// Closes the client with `code` and `reason` (the first close wins).
+    pub fn close_with(&self, code: u16, reason: &'static str) {
+        self.closing.lock().get_or_insert((code, reason));
+        self.kill.notify_one();
+    }
+
+    /// Queues a frame; a full queue closes the client with 1008 "slow consumer" (security:
+    /// R1), or drops a volatile frame.
+    fn push(&self, text: WsOut, volatile: bool) -> Result<bool, EmitError> {
+        match self.tx.try_send(text) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(h) = self.hub.upgrade() {
+                    h.metrics.drops.fetch_add(1, Ordering::Relaxed);
+                }
+                if volatile {
+                    return Ok(false);
+                }
+                self.close_with(1008, "slow consumer");
+                Err(EmitError::QueueFull)
+            }
+            Err(_) => Err(EmitError::Disconnected),
+        }
+    }
+}
+
+/// The `/ws` form of an event's first argument (binary as `{"$binary": …}`).
+fn ws_data(data: Option<&Value>, bins: &[Bytes]) -> (String, Value) {
+    let arr = data.and_then(Value::as_array);
+    let event = arr.and_then(|a| a.first()).and_then(Value::as_str).unwrap_or("message").to_owned();
+    let arg = arr.and_then(|a| a.get(1)).cloned().unwrap_or(Value::Null);
+    (event, binary_to_json(&arg, bins))
+}
+
+impl SocketSink for WsSink {
+    fn send(&self, out: Outgoing<'_>) -> Result<bool, EmitError> {
+        let text: WsOut = match (out.kind, out.ack_id) {
+            (PacketType::Event | PacketType::BinaryEvent, None) => {
+                let make = || -> WsOut {
+                    let (event, data) = ws_data(out.data, out.binary);
+                    json!({"type": "event", "room": out.via.map(|r| &**r), "event": event, "data": data})
+                        .to_string()
+                        .into()
+                };
+                match out.cache {
+                    Some(c) => c.get_or_insert(out.via, make),
+                    None => make(),
+                }
+            }
+            (PacketType::Event | PacketType::BinaryEvent, Some(id)) => {
+                let (event, data) = ws_data(out.data, out.binary);
+                json!({"type": "call", "id": id, "event": event, "data": data}).to_string().into()
+            }
+            // Acks and disconnects have no `/ws` form (a disconnect closes the connection).
+            _ => return Ok(true),
+        };
+        self.push(text, out.volatile)
+    }
+
+    fn close(&self) {
+        self.close_with(1000, "disconnected by the server");
+    }
+}
+
+/// A client of the plain WebSocket endpoint: a socket of the main namespace whose packets go
+/// to its task's queue.
+#[derive(Debug)]
+pub struct WsClient {
+    /// Its socket (its id is the client's id).
+    pub socket: Socket,
+    /// Its queue and close signal.
+    pub sink: Arc<WsSink>,
 }
 
 impl WsClient {
-    /// Queues a frame; a full queue closes the client with 1008 "slow consumer" (security:
-    /// R1).
-    pub fn push(&self, text: WsOut, metrics: &Metrics) -> bool {
-        match self.tx.try_send(text) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics.drops.fetch_add(1, Ordering::Relaxed);
-                self.close(1008, "slow consumer");
-                false
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Closes the client with `code` and `reason` (the first close wins).
-    pub fn close(&self, code: u16, reason: &'static str) {
-        self.closing.lock().get_or_insert((code, reason));
-        self.kill.notify_one();
+    /// Its id.
+    pub fn id(&self) -> Sid {
+        self.socket.id()
     }
 }
 
@@ -89,15 +148,13 @@ pub struct Hub {
     pub proxies: TrustedProxies,
     /// Backend hooks.
     pub hooks: Hooks,
+    /// This node's membership in a cluster (`[cluster] adapter = "redis"`).
+    pub cluster: Option<Cluster>,
     weak: Weak<Hub>,
-    /// Identities of Socket.IO sockets.
+    /// Identities of this node's clients (Socket.IO sockets and `/ws` clients alike).
     idents: parking_lot::RwLock<HashMap<Sid, Identity>>,
-    /// `/ws` clients by id.
-    pub ws_clients: parking_lot::RwLock<HashMap<String, Arc<WsClient>>>,
-    /// `/ws` room membership.
-    ws_rooms: parking_lot::RwLock<HashMap<String, HashSet<String>>>,
-    next_ws: AtomicU64,
-    next_call: AtomicU64,
+    /// This node's `/ws` connections (their rooms are the namespace's, like everyone's).
+    pub ws_clients: parking_lot::RwLock<HashMap<Sid, Arc<WsClient>>>,
     /// Serializes room changes of one client against the room cap.
     room_lock: RwLock<()>,
 }
@@ -114,16 +171,76 @@ fn room_of(v: &Value) -> String {
     }
 }
 
+/// What a publish reached, on every node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delivery {
+    /// Deliveries on every node that reported.
+    pub delivered: usize,
+    /// Per node: (node name or uid, deliveries); this node first.
+    pub nodes: Vec<(String, usize)>,
+    /// Nodes that did not report (their deliveries are not counted).
+    pub missing_nodes: Vec<String>,
+}
+
+/// Why a publish, a call or a cluster query failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HubError {
+    /// No such client on any node.
+    #[error("no such client")]
+    NoSuchClient,
+    /// The client did not answer in time.
+    #[error("acknowledgement timed out")]
+    Timeout,
+    /// The client went away first.
+    #[error("client disconnected")]
+    Disconnected,
+    /// The cluster bus failed: the operation reached this node's clients only.
+    #[error("cluster bus failed ({0}); only this node's clients were reached")]
+    Bus(String),
+    /// Some nodes did not answer.
+    #[error("nodes did not answer in time: {}", .0.join(", "))]
+    NodesMissing(Vec<String>),
+    /// Refused (room rules, limits).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<AdapterError> for HubError {
+    fn from(e: AdapterError) -> Self {
+        match e {
+            AdapterError::Timeout { missing } => {
+                HubError::NodesMissing(missing.iter().map(|m| m.to_string()).collect())
+            }
+            AdapterError::Bus(b) => HubError::Bus(b),
+            other => HubError::Bus(other.to_string()),
+        }
+    }
+}
+
+impl From<EmitError> for HubError {
+    fn from(e: EmitError) -> Self {
+        match e {
+            EmitError::Adapter(a) => a.into(),
+            EmitError::Disconnected => HubError::Disconnected,
+            other => HubError::Refused(other.to_string()),
+        }
+    }
+}
+
 impl Hub {
-    /// Builds the hub and its Socket.IO server.
-    pub fn new(config: Config, collect: Collector) -> Result<Arc<Hub>, crate::config::ConfigError> {
+    /// Builds the hub and its Socket.IO server (on the cluster's adapter when given).
+    pub fn new(
+        config: Config,
+        collect: Collector,
+        cluster: Option<Cluster>,
+    ) -> Result<Arc<Hub>, crate::config::ConfigError> {
         let verifier = Verifier::new(&config.auth)?;
         let policy = RoomPolicy::new(&config.rooms);
         let proxies = TrustedProxies::new(&config.server.trusted_proxies)?;
         let slots = ClientSlots::new(config.server.max_connections_per_ip, config.server.max_connections);
         let hooks = Hooks::new(&config.hooks);
         Ok(Arc::new_cyclic(|weak: &Weak<Hub>| {
-            let io = build_io(&config, weak.clone());
+            let io = build_io(&config, weak.clone(), cluster.as_ref());
             Hub {
                 config,
                 io,
@@ -135,25 +252,32 @@ impl Hub {
                 slots,
                 proxies,
                 hooks,
+                cluster,
                 weak: weak.clone(),
                 idents: parking_lot::RwLock::new(HashMap::new()),
                 ws_clients: parking_lot::RwLock::new(HashMap::new()),
-                ws_rooms: parking_lot::RwLock::new(HashMap::new()),
-                next_ws: AtomicU64::new(1),
-                next_call: AtomicU64::new(1),
                 room_lock: RwLock::new(()),
             }
         }))
     }
 
-    /// The identity of a Socket.IO socket.
+    /// The identity of one of this node's clients.
     pub fn ident(&self, sid: Sid) -> Option<Identity> {
         self.idents.read().get(&sid).cloned()
     }
 
-    /// Sends `event` with `data` to everyone in `rooms` (all clients when empty) on both
-    /// endpoints, except the Socket.IO sockets or `/ws` clients named in `except` and the
-    /// members of rooms named there. Returns the number of local deliveries.
+    /// Replaces a client's identity (an in-band token refresh).
+    pub fn set_ident(&self, sid: Sid, id: Identity) {
+        self.idents.write().insert(sid, id);
+    }
+
+    fn main_ns(&self) -> Option<Arc<switchboard_socketio::Namespace>> {
+        self.io.of("/")
+    }
+
+    /// Sends `event` with `data` to everyone in `rooms` (all clients when empty), on every
+    /// node and both endpoints, except the clients named in `except` and the members of rooms
+    /// named there. Returns the deliveries, counted on every node that reported.
     ///
     /// `data` may carry binary: Socket.IO placeholders naming `bins` (from a Socket.IO client
     /// or [`binary_from_json`]). Socket.IO members get the bytes as binary in place, `/ws`
@@ -165,7 +289,8 @@ impl Hub {
         data: &Value,
         bins: &[Bytes],
         except: &[String],
-    ) -> usize {
+    ) -> Result<Delivery, HubError> {
+        let t0 = std::time::Instant::now();
         let mut op = self.io.broadcast();
         if !rooms.is_empty() {
             op = op.to(rooms.to_vec());
@@ -173,60 +298,88 @@ impl Hub {
         if !except.is_empty() {
             op = op.except(except.to_vec());
         }
-        let mut delivered = op.emit_with(event, vec![data.clone()], bins.to_vec()).await.unwrap_or(0);
-        // `/ws` members get binary as `$binary` objects; without binary, `data` as it is.
-        let converted;
-        let data = if bins.is_empty() {
-            data
-        } else {
-            converted = binary_to_json(data, bins);
-            &converted
-        };
-        // `/ws` clients, with the room they are reached through.
-        let targets: Vec<(Arc<WsClient>, Option<&String>)> = {
-            let clients = self.ws_clients.read();
-            let wr = self.ws_rooms.read();
-            let mut excluded: HashSet<&str> = except.iter().map(String::as_str).collect();
-            for e in except {
-                if let Some(m) = wr.get(e) {
-                    excluded.extend(m.iter().map(String::as_str));
-                }
-            }
-            let mut seen = HashSet::new();
-            let ids: Vec<(&String, Option<&String>)> = if rooms.is_empty() {
-                clients.keys().map(|id| (id, None)).collect()
-            } else {
-                rooms
-                    .iter()
-                    .filter_map(|r| wr.get(r).map(|m| (r, m)))
-                    .flat_map(|(r, m)| m.iter().map(move |id| (id, Some(r))))
-                    .filter(|(id, _)| seen.insert(*id))
-                    .collect()
-            };
-            ids.into_iter()
-                .filter(|(id, _)| !excluded.contains(id.as_str()))
-                .filter_map(|(id, r)| clients.get(id).map(|c| (c.clone(), r)))
-                .collect()
-        };
-        // One encoding per room for all `/ws` recipients.
-        let mut frames: HashMap<Option<&String>, WsOut> = HashMap::new();
-        for (c, room) in targets {
-            let text = frames
-                .entry(room)
-                .or_insert_with(|| {
-                    json!({"type": "event", "room": room, "event": event, "data": data}).to_string().into()
+        let timeout = self.cluster.as_ref().map_or(Duration::from_secs(5), |c| c.config().request_timeout);
+        let r = op.timeout(timeout).emit_counted(event, vec![data.clone()], bins.to_vec()).await;
+        self.metrics.emit_latency.observe(t0.elapsed());
+        match r {
+            Ok(rep) => {
+                self.metrics.messages_out.fetch_add(rep.local as u64, Ordering::Relaxed);
+                let mut nodes = vec![(self.node_name(), rep.local)];
+                nodes.extend(rep.remote.iter().map(|(n, c)| (self.peer_name(n), *c)));
+                Ok(Delivery {
+                    delivered: nodes.iter().map(|(_, c)| c).sum(),
+                    nodes,
+                    missing_nodes: rep.missing_nodes.iter().map(|n| self.peer_name(n)).collect(),
                 })
-                .clone();
-            if c.push(text, &self.metrics) {
-                delivered += 1;
+            }
+            Err(e) => {
+                tracing::warn!(event, error = %e, "publish reached this node only");
+                Err(e.into())
             }
         }
-        self.metrics.messages_out.fetch_add(delivered as u64, Ordering::Relaxed);
-        delivered
     }
 
-    /// Calls one client (a Socket.IO socket id, a `/ws` client id, or the first client of
-    /// `user:<sub>`) and waits for its ack.
+    /// Every node: this one first, then the others that sent heartbeats (name, uid, what
+    /// they advertise, when last heard from), and whether the bus works end to end.
+    pub fn nodes(&self) -> Value {
+        let Some(c) = &self.cluster else {
+            return json!({"adapter": "memory", "healthy": true, "nodes": [{"name": "local", "self": true}]});
+        };
+        let mut nodes = vec![json!({
+            "name": self.node_name(),
+            "uid": c.uid().to_string(),
+            "self": true,
+            "info": c.config().node_info,
+            "clients": self.io.of("/").map_or(0, |ns| ns.len()),
+        })];
+        let mut peers = c.peers();
+        peers.sort_by(|a, b| a.uid.cmp(&b.uid));
+        for p in peers {
+            nodes.push(json!({
+                "name": p.info.get("name").cloned().unwrap_or(Value::Null),
+                "uid": p.uid.to_string(),
+                "self": false,
+                "info": p.info.get("info").cloned().unwrap_or(Value::Null),
+                "last_seen_ms": u64::try_from(p.last_seen.as_millis()).unwrap_or(u64::MAX),
+            }));
+        }
+        let s = c.stats();
+        json!({
+            "adapter": "redis",
+            "healthy": c.healthy(),
+            "nodes": nodes,
+            "bus": {
+                "messages_in": s.messages_in.load(Ordering::Relaxed),
+                "messages_out": s.messages_out.load(Ordering::Relaxed),
+                "publish_errors": s.publish_errors.load(Ordering::Relaxed),
+                "dropped": s.dropped.load(Ordering::Relaxed),
+                "lost": s.lost.load(Ordering::Relaxed),
+                "request_timeouts": s.request_timeouts.load(Ordering::Relaxed),
+                "reconnects": s.reconnects.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// This node's name for listings.
+    pub fn node_name(&self) -> String {
+        match &self.cluster {
+            Some(c) if !c.config().node_name.is_empty() => c.config().node_name.clone(),
+            Some(c) => c.uid().to_string(),
+            None => "local".to_owned(),
+        }
+    }
+
+    /// Another node's name (what its heartbeats say), or its uid.
+    pub fn peer_name(&self, uid: &str) -> String {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.peers().into_iter().find(|p| &*p.uid == uid))
+            .and_then(|p| p.info.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned))
+            .unwrap_or_else(|| uid.to_owned())
+    }
+
+    /// Calls one client (a client id, or the first client of `user:<sub>`), on any node, and
+    /// waits for its ack.
     pub async fn call(
         &self,
         target: &str,
@@ -234,7 +387,7 @@ impl Hub {
         event: &str,
         data: &Value,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, HubError> {
         let t0 = std::time::Instant::now();
         let r = self.call_inner(target, user, event, data, timeout).await;
         self.metrics.call_latency.observe(t0.elapsed());
@@ -248,75 +401,63 @@ impl Hub {
         event: &str,
         data: &Value,
         timeout: Duration,
-    ) -> Result<Value, String> {
-        let sio_target: Option<Socket> = if user {
+    ) -> Result<Value, HubError> {
+        let id: String = if user {
             let room = format!("user:{target}");
-            let sids = self.io.to(room.as_str()).sockets().await.unwrap_or_default();
-            sids.first().and_then(|s| self.io.get_socket(*s))
+            let found = self.io.to(room.as_str()).timeout(timeout).fetch_sockets().await?;
+            found.first().map(|s| s.id().to_owned()).ok_or(HubError::NoSuchClient)?
         } else {
-            Sid::parse(target).and_then(|s| self.io.get_socket(s))
+            target.to_owned()
         };
-        if let Some(s) = sio_target {
-            let wait = s.emit_with_ack(event, data).map_err(|e| e.to_string())?;
+        // This node's client: straight to it.
+        if let Some(s) = Sid::parse(&id).and_then(|sid| self.io.get_socket(sid)) {
+            let wait = s.emit_with_ack(event, data)?;
             return match wait.timeout(timeout).await {
-                Ok(r) => Ok(match r.args.len() {
-                    0 => Value::Null,
-                    1 => r.args.into_iter().next().unwrap_or(Value::Null),
-                    _ => Value::Array(r.args),
-                }),
-                Err(e) => Err(e.to_string()),
+                Ok(r) => Ok(ack_value(r)),
+                Err(switchboard_socketio::AckError::Timeout) => Err(HubError::Timeout),
+                Err(_) => Err(HubError::Disconnected),
             };
         }
-        let ws = if user {
-            let room = format!("user:{target}");
-            let first = self.ws_rooms.read().get(&room).and_then(|m| m.iter().next().cloned());
-            first.and_then(|id| self.ws_clients.read().get(&id).cloned())
-        } else {
-            self.ws_clients.read().get(target).cloned()
-        };
-        let Some(c) = ws else { return Err("no such client".into()) };
-        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        c.calls.lock().insert(id, tx);
-        c.push(json!({"type": "call", "id": id, "event": event, "data": data}).to_string().into(), &self.metrics);
-        let r = tokio::time::timeout(timeout, rx).await;
-        c.calls.lock().remove(&id);
-        match r {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => Err("client disconnected".into()),
-            Err(_) => Err("acknowledgement timed out".into()),
+        if self.cluster.is_none() {
+            return Err(HubError::NoSuchClient);
+        }
+        // Another node's: a broadcast with acks to its id room finds it wherever it is.
+        let acks =
+            self.io.to(id.as_str()).timeout(timeout).emit_with_ack_args(event, vec![data.clone()], vec![]).await?;
+        match acks.responses.into_iter().next() {
+            Some((_, r)) => Ok(ack_value(r)),
+            None if acks.expected == 0 && acks.missing_nodes.is_empty() => Err(HubError::NoSuchClient),
+            None if acks.expected == 0 => {
+                Err(HubError::NodesMissing(acks.missing_nodes.iter().map(|n| self.peer_name(n)).collect()))
+            }
+            None => Err(HubError::Timeout),
         }
     }
 
-    /// Joins a client (Socket.IO sid or `/ws` id) to a room, checking the policy when
-    /// `check` (a client asking) and the per-client cap.
-    pub async fn join(&self, who: &str, room: &str, check: Option<&Identity>) -> Result<(), String> {
-        self.policy.check_name(room)?;
+    /// Joins a client (by id, on any node) to a room, checking the policy when `check` (a
+    /// client asking) and the per-client cap.
+    pub async fn join(&self, who: &str, room: &str, check: Option<&Identity>) -> Result<(), HubError> {
+        self.policy.check_name(room).map_err(HubError::Refused)?;
         if let Some(id) = check {
             if !self.policy.allows(id, room, RoomAction::Join) {
-                return Err(format!("permission denied: the room rules do not let you join {room:?}"));
+                return Err(HubError::Refused(format!(
+                    "permission denied: the room rules do not let you join {room:?}"
+                )));
             }
         }
         let _g = self.room_lock.write().await;
-        if let Some(sid) = Sid::parse(who) {
-            let ns = self.io.of("/").ok_or("no namespace")?;
-            if ns.get_socket(sid).is_some() {
-                let rooms = self.io.rooms(sid, "/").await.map_err(|_| "adapter error")?;
-                if rooms.len() > self.policy.max_rooms && !rooms.iter().any(|r| &**r == room) {
-                    return Err(self.room_limit());
-                }
-                return self.io.enter_room(sid, room, "/").await.map_err(|_| "adapter error".to_owned());
-            }
+        let sid = Sid::parse(who).ok_or(HubError::NoSuchClient)?;
+        let rooms: Vec<String> = if self.io.get_socket(sid).is_some() {
+            self.io.rooms(sid, "/").await?.iter().map(|r| r.to_string()).collect()
+        } else {
+            let found = self.io.to(who).fetch_sockets().await?;
+            found.into_iter().next().ok_or(HubError::NoSuchClient)?.info.rooms
+        };
+        // The own id room does not count.
+        if rooms.len() > self.policy.max_rooms && !rooms.iter().any(|r| r == room) {
+            return Err(HubError::Refused(self.room_limit()));
         }
-        let c = self.ws_clients.read().get(who).cloned().ok_or("no such client")?;
-        {
-            let mut rooms = c.rooms.lock();
-            if rooms.len() >= self.policy.max_rooms && !rooms.contains(room) {
-                return Err(self.room_limit());
-            }
-            rooms.insert(room.to_owned());
-        }
-        self.ws_rooms.write().entry(room.to_owned()).or_default().insert(who.to_owned());
+        self.io.to(who).join(room).await?;
         Ok(())
     }
 
@@ -324,91 +465,84 @@ impl Hub {
         format!("room limit exceeded: at most {} rooms per client (rooms.max_rooms_per_client)", self.policy.max_rooms)
     }
 
-    /// Takes a client out of a room.
-    pub async fn leave(&self, who: &str, room: &str) {
-        if let Some(sid) = Sid::parse(who) {
-            let _ = self.io.leave_room(sid, room, "/").await;
-            return;
-        }
-        if let Some(c) = self.ws_clients.read().get(who).cloned() {
-            c.rooms.lock().remove(room);
-        }
-        let mut wr = self.ws_rooms.write();
-        if let Some(m) = wr.get_mut(room) {
-            m.remove(who);
-            if m.is_empty() {
-                wr.remove(room);
-            }
-        }
+    /// Takes a client (on any node) out of a room.
+    pub async fn leave(&self, who: &str, room: &str) -> Result<(), HubError> {
+        self.io.to(who).leave(room).await?;
+        Ok(())
     }
 
-    /// Registers a `/ws` client.
-    pub fn add_ws(&self, ident: Identity, tx: mpsc::Sender<WsOut>) -> Arc<WsClient> {
-        let id = format!("ws-{}", self.next_ws.fetch_add(1, Ordering::Relaxed));
-        let c = Arc::new(WsClient {
-            id: id.clone(),
-            ident: parking_lot::RwLock::new(ident),
+    /// Registers a `/ws` client: a socket of the main namespace with its own sink.
+    pub fn add_ws(&self, ident: Identity, tx: mpsc::Sender<WsOut>, info: ConnInfo) -> Option<Arc<WsClient>> {
+        let ns = self.main_ns()?;
+        let sink = Arc::new(WsSink {
             tx,
-            rooms: parking_lot::Mutex::new(HashSet::new()),
-            calls: parking_lot::Mutex::new(HashMap::new()),
             closing: parking_lot::Mutex::new(None),
             kill: tokio::sync::Notify::new(),
+            hub: self.weak.clone(),
         });
-        self.ws_clients.write().insert(id, c.clone());
+        let auth = json!({});
+        let socket = Socket::connect_external(&ns, sink.clone(), auth, info);
+        socket.set_data(json!({"user": ident.sub, "transport": "ws"}));
+        self.idents.write().insert(socket.id(), ident);
+        let c = Arc::new(WsClient { socket, sink });
+        self.ws_clients.write().insert(c.id(), c.clone());
         self.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-        c
+        Some(c)
     }
 
-    /// Removes a `/ws` client and its rooms.
+    /// Removes a `/ws` client: out of the namespace and its rooms.
     pub fn remove_ws(&self, c: &WsClient) {
-        self.ws_clients.write().remove(&c.id);
-        let rooms: Vec<String> = c.rooms.lock().drain().collect();
-        let mut wr = self.ws_rooms.write();
-        for r in rooms {
-            if let Some(m) = wr.get_mut(&r) {
-                m.remove(&c.id);
-                if m.is_empty() {
-                    wr.remove(&r);
-                }
-            }
-        }
+        self.ws_clients.write().remove(&c.id());
+        self.idents.write().remove(&c.id());
+        c.socket.external_closed();
         self.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Every client, optionally only those in `room`: (id, user, transport, rooms).
-    pub async fn list(&self, room: Option<&str>) -> Vec<Value> {
-        let mut out = Vec::new();
+    /// Every client on every node, optionally only those in `room`: id, user, transport,
+    /// rooms and node. Fails, naming them, when nodes do not answer.
+    pub async fn list(&self, room: Option<&str>) -> Result<Vec<Value>, HubError> {
         let op = match room {
             Some(r) => self.io.to(r),
             None => self.io.broadcast(),
         };
-        for sid in op.sockets().await.unwrap_or_default() {
-            let rooms: Vec<String> =
-                self.io.rooms(sid, "/").await.unwrap_or_default().iter().map(|r| r.to_string()).collect();
-            let sub = self.ident(sid).map(|i| i.sub).unwrap_or_default();
-            out.push(json!({"id": sid.to_string(), "user": sub, "transport": "socket.io", "rooms": rooms}));
+        let t0 = std::time::Instant::now();
+        let found = op.fetch_sockets().await;
+        if self.cluster.is_some() {
+            self.metrics.bus_latency.observe(t0.elapsed());
         }
-        let clients: Vec<Arc<WsClient>> = self.ws_clients.read().values().cloned().collect();
-        for c in clients {
-            let rooms: Vec<String> = c.rooms.lock().iter().cloned().collect();
-            if room.is_some_and(|r| !rooms.iter().any(|x| x == r)) {
-                continue;
-            }
-            out.push(json!({"id": c.id, "user": c.ident.read().sub, "transport": "ws", "rooms": rooms}));
-        }
-        out
+        let found = found?;
+        let me = self.node_name();
+        Ok(found
+            .into_iter()
+            .map(|s| {
+                let node = s.info.node.as_deref().map_or_else(|| me.clone(), |n| self.peer_name(n));
+                json!({
+                    "id": s.info.id,
+                    "user": s.info.data.get("user").cloned().unwrap_or(Value::Null),
+                    "transport": s.info.data.get("transport").cloned().unwrap_or_else(|| json!("socket.io")),
+                    "rooms": s.info.rooms.iter().filter(|r| **r != s.info.id).collect::<Vec<_>>(),
+                    "node": node,
+                })
+            })
+            .collect())
     }
 
-    /// A client as hooks see it: id, user, transport and rooms.
+    /// A client of this node as hooks see it: id, user, transport and rooms.
     pub async fn client_json(&self, who: &str, ident: &Identity) -> Value {
-        let (transport, rooms): (&str, Vec<String>) = match Sid::parse(who) {
-            Some(sid) => {
-                ("socket.io", self.io.rooms(sid, "/").await.unwrap_or_default().iter().map(|r| r.to_string()).collect())
-            }
-            None => {
-                let rooms = self.ws_clients.read().get(who).map(|c| c.rooms.lock().iter().cloned().collect());
-                ("ws", rooms.unwrap_or_default())
-            }
+        let sid = Sid::parse(who);
+        let socket = sid.and_then(|s| self.io.get_socket(s));
+        let transport = if socket.as_ref().is_some_and(Socket::is_external) { "ws" } else { "socket.io" };
+        let rooms: Vec<String> = match sid {
+            Some(sid) => self
+                .io
+                .rooms(sid, "/")
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| ***r != *who)
+                .map(|r| r.to_string())
+                .collect(),
+            None => Vec::new(),
         };
         json!({"id": who, "user": ident.sub, "anonymous": ident.anonymous, "transport": transport, "rooms": rooms})
     }
@@ -435,7 +569,7 @@ impl Hub {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 if let Some(h) = hub.upgrade() {
-                    h.disconnect(&who);
+                    let _ = h.disconnect(&who).await;
                 }
             });
         }
@@ -464,15 +598,14 @@ impl Hub {
                 Vec::new()
             };
             let (data, bins) = binary_from_json(p.get("data").unwrap_or(&Value::Null))?;
-            self.publish(&rooms, event, &data, &bins, &except).await;
+            self.publish(&rooms, event, &data, &bins, &except).await.map_err(|e| e.to_string())?;
             return Ok(());
         }
         if let Some(room) = action.get("join").and_then(Value::as_str) {
-            return self.join(who, room, None).await;
+            return self.join(who, room, None).await.map_err(|e| e.to_string());
         }
         if let Some(room) = action.get("leave").and_then(Value::as_str) {
-            self.leave(who, room).await;
-            return Ok(());
+            return self.leave(who, room).await.map_err(|e| e.to_string());
         }
         if action.get("disconnect").is_some_and(|d| d != &Value::Bool(false)) {
             *disconnect = true;
@@ -514,17 +647,21 @@ impl Hub {
         self.weak.clone()
     }
 
-    /// Disconnects one client.
-    pub fn disconnect(&self, who: &str) -> bool {
+    /// Disconnects one client, on any node. `Ok(false)`: no such client.
+    pub async fn disconnect(&self, who: &str) -> Result<bool, HubError> {
         if let Some(s) = Sid::parse(who).and_then(|sid| self.io.get_socket(sid)) {
             s.disconnect();
-            return true;
+            return Ok(true);
         }
-        if let Some(c) = self.ws_clients.read().get(who).cloned() {
-            c.close(1000, "disconnected by the server");
-            return true;
+        if self.cluster.is_none() {
+            return Ok(false);
         }
-        false
+        let found = self.io.to(who).fetch_sockets().await?;
+        if found.is_empty() {
+            return Ok(false);
+        }
+        self.io.to(who).disconnect().await?;
+        Ok(true)
     }
 
     /// Starts draining: new handshakes get 503; every client is closed with 1001 / "server
@@ -534,7 +671,7 @@ impl Hub {
         self.io.close();
         let clients: Vec<Arc<WsClient>> = self.ws_clients.read().values().cloned().collect();
         for c in clients {
-            c.close(1001, "server shutting down");
+            c.sink.close_with(1001, "server shutting down");
         }
     }
 
@@ -560,7 +697,7 @@ impl Hub {
                     Ok(Some(a)) if a.get("allow").and_then(Value::as_bool).unwrap_or(false) => {
                         match self.join(who, &room, None).await {
                             Ok(()) => json!({"ok": true, "room": room}),
-                            Err(e) => refusal(&e),
+                            Err(e) => refusal(&e.to_string()),
                         }
                     }
                     Ok(a) => {
@@ -578,13 +715,15 @@ impl Hub {
                 let room = room_of(v);
                 match self.join(who, &room, Some(ident)).await {
                     Ok(()) => json!({"ok": true, "room": room}),
-                    Err(e) => refusal(&e),
+                    Err(e) => refusal(&e.to_string()),
                 }
             }
             "unsubscribe" => {
                 let room = room_of(v);
-                self.leave(who, &room).await;
-                json!({"ok": true, "room": room})
+                match self.leave(who, &room).await {
+                    Ok(()) => json!({"ok": true, "room": room}),
+                    Err(e) => refusal(&e.to_string()),
+                }
             }
             "publish" => {
                 let room = room_of(v);
@@ -614,8 +753,10 @@ impl Hub {
                 } else {
                     (payload, bins.to_vec())
                 };
-                let n = self.publish(&[room], event, &payload, &bins, &[who.to_owned()]).await;
-                json!({"ok": true, "delivered": n})
+                match self.publish(&[room], event, &payload, &bins, &[who.to_owned()]).await {
+                    Ok(d) => json!({"ok": true, "delivered": d.delivered}),
+                    Err(e) => refusal(&e.to_string()),
+                }
             }
             channel if self.config.collect.channels.iter().any(|c| c == channel) => {
                 let data = v.get("data").cloned().unwrap_or_else(|| v.clone());
@@ -697,6 +838,15 @@ pub fn binary_to_json(v: &Value, bins: &[Bytes]) -> Value {
     }
 }
 
+/// An acknowledgement's value: its one argument, `null` for none, an array for several.
+pub fn ack_value(r: AckResponse) -> Value {
+    match r.args.len() {
+        0 => Value::Null,
+        1 => r.args.into_iter().next().unwrap_or(Value::Null),
+        _ => Value::Array(r.args),
+    }
+}
+
 /// Expiry watch (security: A2): disconnects when the token expires, unless it was refreshed
 /// in band. `still` returns the current expiry, `None` once the client is gone.
 pub async fn watch_expiry<F, G>(mut exp: u64, still: F, expire: G)
@@ -720,7 +870,7 @@ where
     }
 }
 
-fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
+fn build_io(config: &Config, hub: Weak<Hub>, cluster: Option<&Cluster>) -> SocketIo {
     let s = &config.server;
     let origins = if s.origins.is_empty() { OriginPolicy::Any } else { OriginPolicy::allow_list(&s.origins) };
     let engine = EngineConfig::default()
@@ -762,6 +912,7 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                                 return Err(ConnectError::new("unauthorized").with_data(data));
                             }
                         }
+                        socket.set_data(json!({"user": id.sub, "transport": "socket.io"}));
                         hub.idents.write().insert(socket.id(), id);
                         Ok(())
                     }
@@ -846,7 +997,11 @@ fn build_io(config: &Config, hub: Weak<Hub>) -> SocketIo {
                 let _ = ev.ack(&reply);
             }
         });
-    SocketIo::builder()
+    let mut builder = SocketIo::builder();
+    if let Some(c) = cluster {
+        builder = builder.adapter(c.adapter_factory());
+    }
+    builder
         .config(sio)
         // A client slot for the connection's whole life, on every transport (security: R5).
         .allow_request(move |hs| {

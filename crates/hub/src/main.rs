@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod auth;
+mod cluster;
 mod collect;
 mod config;
 mod connect;
@@ -74,6 +75,24 @@ struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     log_json: bool,
+    /// `cluster.adapter`: memory | redis.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_ADAPTER")]
+    cluster_adapter: Option<String>,
+    /// `cluster.redis_url`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// `cluster.channel_prefix`.
+    #[arg(long, env = "SWITCHBOARD_CHANNEL_PREFIX")]
+    channel_prefix: Option<String>,
+    /// `cluster.node_name`.
+    #[arg(long, env = "SWITCHBOARD_NODE_NAME")]
+    node_name: Option<String>,
+    /// `cluster.advertise`.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE")]
+    advertise: Option<String>,
+    /// `server.reuse_port` (true/false, yes/no, on/off, 1/0).
+    #[arg(long, env = "SWITCHBOARD_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
+    reuse_port: Option<bool>,
     /// Prints the effective configuration (defaults, then --config, variables and flags; secrets
     /// redacted) and exits.
     #[arg(long)]
@@ -123,6 +142,12 @@ async fn serve(a: ServeArgs) -> ExitCode {
         tls_key: a.tls_key,
         origins: a.origins,
         collect_file: a.collect_file,
+        cluster_adapter: a.cluster_adapter,
+        redis_url: a.redis_url,
+        channel_prefix: a.channel_prefix,
+        node_name: a.node_name,
+        advertise: a.advertise,
+        reuse_port: a.reuse_port,
     };
     let cfg = match config::Config::load(a.config.as_deref(), &ov) {
         Ok(c) => c,
@@ -152,19 +177,27 @@ async fn serve(a: ServeArgs) -> ExitCode {
         }
         _ => None,
     };
-    let collector = collect::Collector::start(&cfg.collect);
-    let hub = match hub::Hub::new(cfg.clone(), collector) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("switchboard: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(cfg.server.listen).await {
+    let listener = match bind(cfg.server.listen, cfg.server.reuse_port) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("switchboard: cannot listen on {} (server.listen): {e}", cfg.server.listen);
             return ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(cfg.server.listen);
+    let cluster = match cluster::connect(&cfg, local).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let collector = collect::Collector::start(&cfg.collect);
+    let hub = match hub::Hub::new(cfg.clone(), collector, cluster) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -180,6 +213,21 @@ async fn serve(a: ServeArgs) -> ExitCode {
     }
     server::run(hub, listener, tls, shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// The listening socket; with `reuse_port`, shared with the other hub processes of this
+/// machine (`SO_REUSEPORT`).
+fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        sock.set_reuseport(true)?;
+    }
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    sock.bind(addr)?;
+    sock.listen(1024)
 }
 
 fn main() -> ExitCode {

@@ -76,6 +76,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/join", post(api_join))
         .route("/api/leave", post(api_leave))
         .route("/api/stats", get(api_stats))
+        .route("/api/nodes", get(api_nodes))
         .route_layer(axum::middleware::from_fn_with_state(hub.clone(), require_key));
     Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
@@ -112,9 +113,14 @@ async fn healthz(State(hub): State<Arc<Hub>>) -> Response {
 
 async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     hub.metrics.clients.store(hub.slots.total() as i64, Ordering::Relaxed);
-    let mut text = hub.metrics.render(hub.collect.written.load(Ordering::Relaxed));
-    text.push_str(&hub.hooks.stats.render());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let extra = crate::metrics::Extra {
+        collected: hub.collect.written.load(Ordering::Relaxed),
+        hooks: hub.hooks.stats.counts(),
+        hook_seconds: hub.hooks.stats.seconds(),
+        cluster: hub.cluster.as_ref(),
+    };
+    let text = hub.metrics.render(&extra);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
 /// Bearer API key, compared in constant time (security: A4). No keys: open (loopback only,
@@ -184,8 +190,16 @@ async fn api_emit(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<EmitReq>) -> 
         Ok(x) => x,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
     };
-    let n = hub.publish(&rooms, &r.event, &data, &bins, &r.except).await;
-    json_response(StatusCode::OK, json!({"ok": true, "delivered": n}))
+    match hub.publish(&rooms, &r.event, &data, &bins, &r.except).await {
+        Ok(d) => {
+            let nodes: serde_json::Map<String, Value> = d.nodes.iter().map(|(n, c)| (n.clone(), json!(c))).collect();
+            json_response(
+                StatusCode::OK,
+                json!({"ok": d.missing_nodes.is_empty(), "delivered": d.delivered, "nodes": nodes, "missing_nodes": d.missing_nodes}),
+            )
+        }
+        Err(e) => hub_error(e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -209,8 +223,7 @@ async fn api_call(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<CallReq>) -> 
     };
     match hub.call(&target, user, &r.event, &r.data, timeout).await {
         Ok(data) => json_response(StatusCode::OK, json!({"ok": true, "data": data})),
-        Err(e) if e == "no such client" => api_error(StatusCode::NOT_FOUND, e),
-        Err(e) => api_error(StatusCode::GATEWAY_TIMEOUT, e),
+        Err(e) => hub_error(e),
     }
 }
 
@@ -225,7 +238,28 @@ async fn api_sockets(State(hub): State<Arc<Hub>>, q: Result<Query<RoomQuery>, Qu
         Ok(q) => q,
         Err(e) => return api_error(e.status(), e.body_text()),
     };
-    json_response(StatusCode::OK, json!({"clients": hub.list(q.room.as_deref()).await}))
+    match hub.list(q.room.as_deref()).await {
+        Ok(clients) => json_response(StatusCode::OK, json!({"clients": clients})),
+        Err(e) => hub_error(e),
+    }
+}
+
+/// A hub error as an API answer: 404 for an unknown client, 504 for a timeout or nodes that
+/// did not answer (named), 502 when the cluster bus failed, 409 for a refusal.
+fn hub_error(e: crate::hub::HubError) -> Response {
+    use crate::hub::HubError;
+    let status = match &e {
+        HubError::NoSuchClient => StatusCode::NOT_FOUND,
+        HubError::Timeout | HubError::NodesMissing(_) => StatusCode::GATEWAY_TIMEOUT,
+        HubError::Disconnected => StatusCode::GONE,
+        HubError::Bus(_) => StatusCode::BAD_GATEWAY,
+        HubError::Refused(_) => StatusCode::CONFLICT,
+    };
+    let mut body = json!({"ok": false, "error": e.to_string()});
+    if let HubError::NodesMissing(n) = &e {
+        body["missing_nodes"] = json!(n);
+    }
+    json_response(status, body)
 }
 
 #[derive(Deserialize)]
@@ -239,13 +273,19 @@ struct IdsReq {
 async fn api_disconnect(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> Response {
     let mut ids = r.ids;
     if let Some(room) = &r.room {
-        for c in hub.list(Some(room)).await {
-            if let Some(id) = c["id"].as_str() {
-                ids.push(id.to_owned());
-            }
+        match hub.list(Some(room)).await {
+            Ok(list) => ids.extend(list.iter().filter_map(|c| c["id"].as_str().map(str::to_owned))),
+            Err(e) => return hub_error(e),
         }
     }
-    let n = ids.iter().filter(|id| hub.disconnect(id)).count();
+    let mut n = 0;
+    for id in &ids {
+        match hub.disconnect(id).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => return hub_error(e),
+        }
+    }
     json_response(StatusCode::OK, json!({"ok": true, "disconnected": n}))
 }
 
@@ -254,12 +294,15 @@ async fn api_join(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> R
         return api_error(StatusCode::UNPROCESSABLE_ENTITY, "missing field `room`");
     };
     let mut joined = 0;
+    let mut errors = Vec::new();
     for id in &r.ids {
-        if hub.join(id, &room, None).await.is_ok() {
-            joined += 1;
+        match hub.join(id, &room, None).await {
+            Ok(()) => joined += 1,
+            Err(e @ (crate::hub::HubError::Bus(_) | crate::hub::HubError::NodesMissing(_))) => return hub_error(e),
+            Err(e) => errors.push(json!({"id": id, "error": e.to_string()})),
         }
     }
-    json_response(StatusCode::OK, json!({"ok": true, "joined": joined}))
+    json_response(StatusCode::OK, json!({"ok": errors.is_empty(), "joined": joined, "errors": errors}))
 }
 
 async fn api_leave(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> Response {
@@ -267,9 +310,15 @@ async fn api_leave(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<IdsReq>) -> 
         return api_error(StatusCode::UNPROCESSABLE_ENTITY, "missing field `room`");
     };
     for id in &r.ids {
-        hub.leave(id, &room).await;
+        if let Err(e) = hub.leave(id, &room).await {
+            return hub_error(e);
+        }
     }
     json_response(StatusCode::OK, json!({"ok": true}))
+}
+
+async fn api_nodes(State(hub): State<Arc<Hub>>) -> Response {
+    json_response(StatusCode::OK, hub.nodes())
 }
 
 async fn api_stats(State(hub): State<Arc<Hub>>) -> Response {
@@ -339,7 +388,8 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
     // The query without the token (the hub checked it; the backend gets the identity).
     let query: Vec<&str> =
         req.uri().query().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("token=")).collect();
-    let extra = json!({"address": ip.to_string(), "query": query.join("&")});
+    let query_for_info = query.join("&");
+    let extra = json!({"address": ip.to_string(), "query": query_for_info});
     match hub.connect_hook("", &ident, "ws", extra).await {
         Ok(rooms) => ident.rooms.extend(rooms),
         Err(reply) => {
@@ -365,7 +415,7 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
             tokio::spawn(async move {
                 if let Ok(ws) = fut.await {
                     let _slot = slot;
-                    run_ws_client(hub, ident, ws, ip).await;
+                    run_ws_client(hub, ident, ws, ip, query_for_info).await;
                 }
             });
             resp
@@ -379,23 +429,32 @@ async fn ws_endpoint(State(hub): State<Arc<Hub>>, mut req: Request) -> Response 
     }
 }
 
-async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::UpgradedSocket, ip: IpAddr) {
+async fn run_ws_client(
+    hub: Arc<Hub>,
+    ident: Identity,
+    mut ws: switchboard_ws::UpgradedSocket,
+    ip: IpAddr,
+    query: String,
+) {
     let (tx, mut rx) = mpsc::channel(hub.config.server.max_queued_messages);
-    let client = hub.add_ws(ident.clone(), tx);
-    tracing::info!(client = client.id, user = ident.sub, %ip, "ws client connected");
+    let info = switchboard_socketio::ConnInfo { query: query.into(), remote: Some(SocketAddr::new(ip, 0)) };
+    let Some(client) = hub.add_ws(ident.clone(), tx, info) else { return };
+    let cid = client.id().to_string();
+    tracing::info!(client = cid, user = ident.sub, %ip, "ws client connected");
     let mut rooms = vec![format!("user:{}", ident.sub)];
     rooms.extend(ident.rooms.iter().cloned());
-    for r in rooms {
-        let _ = hub.join(&client.id, &r, None).await;
-    }
-    let welcome = json!({"type": "welcome", "id": client.id, "user": ident.sub}).to_string();
+    let _ = client.socket.join(rooms).await;
+    let welcome = json!({"type": "welcome", "id": cid, "user": ident.sub}).to_string();
     let _ = ws.send(Message::text(welcome)).await;
     let (exp_tx, mut exp_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(exp) = ident.exp {
-        let weak = Arc::downgrade(&client);
+        let (weak, hub2, sid) = (Arc::downgrade(&client), Arc::downgrade(&hub), client.id());
         tokio::spawn(watch_expiry(
             exp,
-            move || weak.upgrade().map(|c| c.ident.read().exp),
+            move || {
+                weak.upgrade()?;
+                Some(hub2.upgrade()?.ident(sid).and_then(|i| i.exp))
+            },
             move || {
                 let _ = exp_tx.send(());
             },
@@ -447,8 +506,8 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
                 }
                 None => break None,
             },
-            _ = client.kill.notified() => {
-                if let Some(c) = *client.closing.lock() {
+            _ = client.sink.kill.notified() => {
+                if let Some(c) = *client.sink.closing.lock() {
                     break Some(c);
                 }
             }
@@ -457,10 +516,8 @@ async fn run_ws_client(hub: Arc<Hub>, ident: Identity, mut ws: switchboard_ws::U
     };
     hub.remove_ws(&client);
     match close {
-        Some((code, reason)) => {
-            tracing::info!(client = client.id, user = ident.sub, code, reason, "ws client disconnected")
-        }
-        None => tracing::info!(client = client.id, user = ident.sub, reason = why, "ws client disconnected"),
+        Some((code, reason)) => tracing::info!(client = cid, user = ident.sub, code, reason, "ws client disconnected"),
+        None => tracing::info!(client = cid, user = ident.sub, reason = why, "ws client disconnected"),
     }
     if let Some((code, reason)) = close {
         let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(CloseCode(code), reason)).await;
@@ -476,19 +533,20 @@ async fn handle_ws_text(hub: &Hub, client: &crate::hub::WsClient, text: &str) ->
     match kind {
         "ack" => {
             if let Some(n) = id.as_u64() {
-                if let Some(tx) = client.calls.lock().remove(&n) {
-                    let _ = tx.send(v.get("data").cloned().unwrap_or(Value::Null));
-                }
+                let data = v.get("data").cloned().unwrap_or(Value::Null);
+                client
+                    .socket
+                    .receive_ack(n, switchboard_socketio::AckResponse { args: vec![data], binary: Vec::new() });
             }
             None
         }
         "refresh" => {
             let token = v.get("token").and_then(Value::as_str).unwrap_or("");
-            let sub = client.ident.read().sub.clone();
+            let sub = hub.ident(client.id()).map(|i| i.sub).unwrap_or_default();
             let r = match hub.verifier.verify(token) {
                 Ok(new) if new.sub == sub => {
                     let exp = new.exp;
-                    *client.ident.write() = new;
+                    hub.set_ident(client.id(), new);
                     json!({"ok": true, "exp": exp})
                 }
                 Ok(_) => json!({"ok": false, "error": "token is for another user"}),
@@ -498,8 +556,8 @@ async fn handle_ws_text(hub: &Hub, client: &crate::hub::WsClient, text: &str) ->
         }
         "ping" => Some(json!({"type": "pong", "id": id}).to_string()),
         _ => {
-            let ident = client.ident.read().clone();
-            let r = hub.client_request(&client.id, &ident, kind, &v, &[]).await;
+            let ident = hub.ident(client.id())?;
+            let r = hub.client_request(&client.id().to_string(), &ident, kind, &v, &[]).await;
             Some(reply(id, r))
         }
     }

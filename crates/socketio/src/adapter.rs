@@ -162,6 +162,25 @@ impl BroadcastAcks {
     }
 }
 
+/// What a broadcast reached, counted on each node that reported
+/// ([`Adapter::broadcast_counted`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BroadcastReport {
+    /// This node's deliveries.
+    pub local: usize,
+    /// Each other node's deliveries, as it reported them.
+    pub remote: Vec<(NodeId, usize)>,
+    /// Nodes that did not report before the timeout (their deliveries are unknown).
+    pub missing_nodes: Vec<NodeId>,
+}
+
+impl BroadcastReport {
+    /// Deliveries on every node that reported.
+    pub fn total(&self) -> usize {
+        self.local + self.remote.iter().map(|(_, n)| n).sum::<usize>()
+    }
+}
+
 /// A socket as another node sees it (Socket.IO's `fetchSockets()` entry).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SocketInfo {
@@ -233,6 +252,21 @@ pub trait Adapter: Send + Sync + 'static {
         packet: BroadcastPacket,
         opts: &'a BroadcastOptions,
     ) -> AdapterFuture<'a, usize>;
+    /// [`broadcast`](Self::broadcast), and each other node reports how many of its sockets it
+    /// reached (waiting up to `timeout`). Nodes that cannot report (not Switchboard) are not
+    /// waited for.
+    fn broadcast_counted<'a>(
+        &'a self,
+        ns: &'a Namespace,
+        packet: BroadcastPacket,
+        opts: &'a BroadcastOptions,
+        _timeout: Duration,
+    ) -> AdapterFuture<'a, BroadcastReport> {
+        Box::pin(async move {
+            let local = self.broadcast(ns, packet, opts).await?;
+            Ok(BroadcastReport { local, ..Default::default() })
+        })
+    }
     /// Sends `packet` with an ack request and gathers the answers within `timeout`: each node
     /// first says how many sockets it sent to, then their acks follow.
     fn broadcast_with_ack<'a>(

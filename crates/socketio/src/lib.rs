@@ -64,8 +64,8 @@ use serde::Serialize;
 use switchboard_engineio::{Engine, EngineConfig, EngineLayer, Sid};
 
 pub use adapter::{
-    Adapter, AdapterError, AdapterFuture, BroadcastAcks, BroadcastOptions, BroadcastPacket, LocalAdapter, NodeId, Room,
-    ServerAcks, SocketInfo,
+    Adapter, AdapterError, AdapterFuture, BroadcastAcks, BroadcastOptions, BroadcastPacket, BroadcastReport,
+    LocalAdapter, NodeId, Room, ServerAcks, SocketInfo,
 };
 pub use conn::{Conn, ConnInfo, IoHandler};
 pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace, ServerAckFn, ServerEvent};
@@ -73,8 +73,8 @@ pub use operators::{BroadcastOperator, RemoteSocket};
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
 pub use payload::{from_payload, to_payload};
 pub use socket::{
-    AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Outgoing, SinkCache, Socket,
-    SocketSink,
+    AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Outgoing, SinkCache,
+    Socket, SocketSink,
 };
 pub use switchboard_engineio as engineio;
 

@@ -111,6 +111,22 @@ impl BroadcastOperator {
         Ok(self.ns.adapter().broadcast(&self.ns, packet, &self.opts).await?)
     }
 
+    /// Emits `event` (JSON arguments and attachments, as [`emit_with`](Self::emit_with)) and
+    /// gathers how many sockets each node reached (within the timeout).
+    pub async fn emit_counted(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        binary: Vec<Bytes>,
+    ) -> Result<crate::adapter::BroadcastReport, EmitError> {
+        if crate::packet::is_reserved_event(event) {
+            return Err(EmitError::ReservedEvent);
+        }
+        let packet = BroadcastPacket::event(event, args, binary)?;
+        let t = self.timeout.unwrap_or(self.ns.ack_timeout());
+        Ok(self.ns.adapter().broadcast_counted(&self.ns, packet, &self.opts, t).await?)
+    }
+
     /// Sends a `message` event.
     pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<usize, EmitError> {
         self.emit("message", data).await

@@ -156,11 +156,7 @@ impl Encoded {
 
     /// A broadcast's frames from its text form and attachments, prepared once for all
     /// recipients.
-    pub(crate) fn from_parts(
-        text: &str,
-        source: &crate::adapter::BroadcastPacket,
-        ack_id: Option<u64>,
-    ) -> Encoded {
+    pub(crate) fn from_parts(text: &str, source: &crate::adapter::BroadcastPacket, ack_id: Option<u64>) -> Encoded {
         let mut frames = Vec::with_capacity(1 + source.binary.len());
         frames.push(Frame::message(text).prepare());
         frames.extend(source.binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
@@ -230,19 +226,28 @@ pub struct Outgoing<'a> {
 
 /// Per-broadcast scratch space for [`SocketSink`]s: encoded forms, keyed by the room the
 /// recipients were reached through.
-#[derive(Debug, Default)]
-pub struct SinkCache(Mutex<Vec<(Option<Room>, Bytes)>>);
+#[derive(Default)]
+pub struct SinkCache(Mutex<Vec<CacheEntry>>);
+
+type CacheEntry = (Option<Room>, Box<dyn std::any::Any + Send + Sync>);
+
+impl fmt::Debug for SinkCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkCache").field("entries", &self.0.lock().len()).finish()
+    }
+}
 
 impl SinkCache {
-    /// The entry for `key`, made by `make` the first time.
-    pub fn get_or_insert(&self, key: Option<&Room>, make: impl FnOnce() -> Bytes) -> Bytes {
+    /// The entry for `key`, made by `make` the first time (any cheaply cloned type: `Bytes`,
+    /// an `Arc`, …).
+    pub fn get_or_insert<T: Clone + Send + Sync + 'static>(&self, key: Option<&Room>, make: impl FnOnce() -> T) -> T {
         let mut g = self.0.lock();
-        if let Some((_, b)) = g.iter().find(|(k, _)| k.as_ref() == key) {
-            return b.clone();
+        if let Some(v) = g.iter().find(|(k, _)| k.as_ref() == key).and_then(|(_, v)| v.downcast_ref::<T>()) {
+            return v.clone();
         }
-        let b = make();
-        g.push((key.cloned(), b.clone()));
-        b
+        let v = make();
+        g.push((key.cloned(), Box::new(v.clone())));
+        v
     }
 }
 

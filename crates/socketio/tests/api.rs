@@ -107,6 +107,7 @@ async fn external_sockets_are_members_like_any_other() {
 
     #[derive(Default)]
     struct Sink {
+        #[allow(clippy::type_complexity)]
         got: std::sync::Mutex<Vec<(String, Option<u64>, Option<String>)>>,
         closed: std::sync::atomic::AtomicBool,
         encodings: std::sync::atomic::AtomicUsize,
@@ -145,7 +146,8 @@ async fn external_sockets_are_members_like_any_other() {
     assert_eq!(s1.encodings.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(s2.encodings.load(std::sync::atomic::Ordering::SeqCst), 1);
     io.to("red").emit("again", &2).await.unwrap();
-    let total = s1.encodings.load(std::sync::atomic::Ordering::SeqCst) + s2.encodings.load(std::sync::atomic::Ordering::SeqCst);
+    let total =
+        s1.encodings.load(std::sync::atomic::Ordering::SeqCst) + s2.encodings.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(total, 3, "one encoding for both recipients of one room");
     // A call: the ack comes back through receive_ack.
     let wait = a.emit_with_ack("q", &"?").unwrap();
