@@ -39,4 +39,10 @@ pub mod redis;
 pub mod transport;
 
 pub use node::{BusStats, Cluster, ClusterAdapter, ClusterConfig, PeerInfo};
+
+/// The 32-bit tag of a node uid (its first 8 hex digits): what a node puts in the ids it makes
+/// (`Sid::set_local_tag`), so that any node can tell who owns a session.
+pub fn tag_of(uid: &str) -> u32 {
+    uid.get(..8).and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0)
+}
 pub use transport::{BusError, Incoming, Target, Transport};

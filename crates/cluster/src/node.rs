@@ -171,7 +171,10 @@ impl std::fmt::Debug for Cluster {
 }
 
 fn new_uid() -> NodeId {
-    let b: [u8; 8] = rand::random();
+    let mut b: [u8; 8] = rand::random();
+    if b[..4] == [0, 0, 0, 0] {
+        b[0] = 1;
+    }
     let mut s = String::with_capacity(16);
     for x in b {
         s.push_str(&format!("{x:02x}"));
@@ -207,6 +210,11 @@ impl Cluster {
     /// This node's uid.
     pub fn uid(&self) -> &NodeId {
         &self.0.uid
+    }
+
+    /// This node's tag ([`tag_of`](crate::tag_of) its uid).
+    pub fn tag(&self) -> u32 {
+        crate::tag_of(&self.0.uid)
     }
 
     /// The settings.

@@ -1,7 +1,7 @@
 //! The adapter conformance suite on a Redis Cluster of three masters started for this test
 //! binary (sharded pub/sub: each channel lives on the shard that owns its slot).
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::sync::OnceLock;
 
@@ -21,8 +21,21 @@ async fn setup() -> Option<Setup> {
     for i in 0..3 {
         let cfg =
             redis::RedisConfig::new(url.clone()).with_channel_prefix(prefix.clone()).with_emitter_key(prefix.clone());
-        let c = redis::connect(cfg, ClusterConfig::default().with_node_name(format!("node{i}"))).await.unwrap();
-        nodes.push(c);
+        // A freshly made cluster may still be agreeing on its slots: retry a few times.
+        let mut last = None;
+        for _ in 0..20 {
+            match redis::connect(cfg.clone(), ClusterConfig::default().with_node_name(format!("node{i}"))).await {
+                Ok(c) => {
+                    last = Some(Ok(c));
+                    break;
+                }
+                Err(e) => {
+                    last = Some(Err(e));
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
+        }
+        nodes.push(last.unwrap().unwrap_or_else(|e| panic!("cannot connect to the Redis Cluster: {e}")));
     }
     Some(Setup::new(3, move |node, nsp| nodes[node].adapter_factory()(nsp)))
 }

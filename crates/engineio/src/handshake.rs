@@ -71,20 +71,48 @@ pub enum Transport {
     WebSocket,
 }
 
-/// A session id: 128 bits from the thread's CSPRNG, shown as 22 base64url characters
-/// (security: E8).
+/// A session (or socket) id: the 32-bit tag of the node that made it, then 128 bits from the
+/// thread's CSPRNG (security: E8), shown as 27 base64url characters. The tag lets any node of
+/// a cluster tell which node owns a session (long-polling without sticky sessions); it is 0
+/// on a single node.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sid([u8; 16]);
+pub struct Sid([u8; 20]);
+
+/// The tag this process puts in the ids it makes ([`Sid::set_local_tag`]).
+static LOCAL_TAG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Sid {
-    /// A fresh random id.
+    /// The length of the textual form.
+    pub const TEXT_LEN: usize = 27;
+
+    /// A fresh id: this node's tag and 128 random bits.
     pub fn generate() -> Self {
-        Sid(rand::random())
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&LOCAL_TAG.load(std::sync::atomic::Ordering::Relaxed).to_be_bytes());
+        let r: [u8; 16] = rand::random();
+        b[4..].copy_from_slice(&r);
+        Sid(b)
+    }
+
+    /// Sets the node tag every id made from now on carries (a cluster node calls it once at
+    /// start-up).
+    pub fn set_local_tag(tag: u32) {
+        LOCAL_TAG.store(tag, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The tag this process puts in its ids.
+    pub fn local_tag() -> u32 {
+        LOCAL_TAG.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The tag of the node that made this id.
+    pub fn tag(&self) -> u32 {
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
     }
 
     /// Parses the textual form; `None` if it is not one.
     pub fn parse(s: &str) -> Option<Sid> {
-        if s.len() != 22 {
+        if s.len() != Self::TEXT_LEN {
             return None;
         }
         let v = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
@@ -229,11 +257,28 @@ mod tests {
         let ids: std::collections::HashSet<String> = (0..n).map(|_| Sid::generate().to_string()).collect();
         assert_eq!(ids.len(), n);
         for s in ids.iter().take(100) {
-            assert_eq!(s.len(), 22);
+            assert_eq!(s.len(), 27);
             assert_eq!(Sid::parse(s).map(|p| p.to_string()).as_deref(), Some(s.as_str()));
         }
         assert_eq!(Sid::parse("short"), None);
-        assert_eq!(Sid::parse("!!!!!!!!!!!!!!!!!!!!!!"), None);
+        assert_eq!(Sid::parse("!!!!!!!!!!!!!!!!!!!!!!!!!!!"), None);
+    }
+
+    #[test]
+    fn ids_carry_the_node_tag_beside_128_random_bits() {
+        let a = Sid::generate();
+        assert_eq!(a.tag(), Sid::local_tag());
+        let tagged = {
+            let mut b = [0u8; 20];
+            b[..4].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
+            Sid(b)
+        };
+        let back = Sid::parse(&tagged.to_string()).unwrap();
+        assert_eq!(back.tag(), 0xdead_beef);
+        // The random part differs between ids of one node.
+        let ids: std::collections::HashSet<[u8; 16]> =
+            (0..1000).map(|_| Sid::generate().0[4..].try_into().unwrap()).collect();
+        assert_eq!(ids.len(), 1000);
     }
 
     #[test]

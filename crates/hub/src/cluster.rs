@@ -35,6 +35,8 @@ pub async fn connect(cfg: &Config, local: SocketAddr) -> Result<Option<Cluster>,
         .with_emitter_key(c.emitter_key.clone());
     match redis::connect(r, config).await {
         Ok(cluster) => {
+            // Ids made here name this node, so any node can forward to it.
+            switchboard_socketio::engineio::Sid::set_local_tag(cluster.tag());
             tracing::info!(node = name, uid = %cluster.uid(), url = redact_url(&c.redis_url), "joined the cluster on Redis");
             Ok(Some(cluster))
         }

@@ -150,6 +150,8 @@ pub struct Hub {
     pub hooks: Hooks,
     /// This node's membership in a cluster (`[cluster] adapter = "redis"`).
     pub cluster: Option<Cluster>,
+    /// Forwarding of other nodes' sessions' requests.
+    pub forwarder: crate::forward::Forwarder,
     weak: Weak<Hub>,
     /// Identities of this node's clients (Socket.IO sockets and `/ws` clients alike).
     idents: parking_lot::RwLock<HashMap<Sid, Identity>>,
@@ -253,6 +255,7 @@ impl Hub {
                 proxies,
                 hooks,
                 cluster,
+                forwarder: crate::forward::Forwarder::default(),
                 weak: weak.clone(),
                 idents: parking_lot::RwLock::new(HashMap::new()),
                 ws_clients: parking_lot::RwLock::new(HashMap::new()),

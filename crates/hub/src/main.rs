@@ -8,6 +8,7 @@ mod cluster;
 mod collect;
 mod config;
 mod connect;
+mod forward;
 mod hooks;
 mod hub;
 mod limits;

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     /// Messages dropped (a full client queue).
     pub drops: AtomicU64,
+    /// Requests of other nodes' sessions forwarded to them (long-polling without sticky
+    /// sessions), and upgrades proxied.
+    pub forwarded: AtomicU64,
     /// Handshake failures by reason.
     failures: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
     /// `/api/call` latency.
@@ -127,6 +130,12 @@ impl Metrics {
         counter(&mut r, "switchboard_ws_bytes_out", "Bytes sent on /ws.", l(&self.bytes_out));
         counter(&mut r, "switchboard_drops", "Messages dropped for slow consumers.", l(&self.drops));
         counter(&mut r, "switchboard_collected", "Records written to the collection sink.", extra.collected);
+        counter(
+            &mut r,
+            "switchboard_forwarded_requests",
+            "Engine.IO requests of other nodes' sessions forwarded to their owner.",
+            l(&self.forwarded),
+        );
         let failures = Family::<Vec<(String, String)>, ConstCounterU64>::new_with_constructor(ConstCounterU64::default);
         for (reason, n) in self.failures.lock().iter() {
             failures.get_or_create(&vec![("reason".into(), (*reason).into())]).set(*n);

@@ -640,6 +640,12 @@ async fn serve_conn<I>(
                     tracing::info!(ip = %client.ip(), origin = ?origin, "socket.io client refused: origin");
                 }
             }
+            // A session of another node: to its owner (long-polling without sticky sessions).
+            match crate::forward::route(&hub, &req) {
+                crate::forward::Route::Local => {}
+                crate::forward::Route::Owner(to) => return Ok(crate::forward::forward(hub, req, to, client).await),
+                crate::forward::Route::Gone => return Ok(crate::forward::unknown_session()),
+            }
             if hub.draining.load(Ordering::SeqCst) && is_new_client(&req) {
                 let mut r = Response::new(Body::from("server shutting down"));
                 *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

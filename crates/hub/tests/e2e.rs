@@ -636,26 +636,20 @@ async fn two_chromium_pages_chat_on_the_demo_page_and_get_a_notification() {
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
 
-#[tokio::test]
-async fn behind_nginx_with_the_seeds_configuration() {
-    if !peer_available("nginx", "nginx", &["-v"])
-        || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio"])
-    {
-        return;
-    }
-    // nginx is trusted to name the client: the per-address cap applies to each client behind it.
-    let hub = Hub::start(&[], "[server]\nmax_connections_per_ip = 2\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
+/// nginx in front of `upstreams` with the seeds' location block (HTTP/1.1, the Upgrade and
+/// Connection headers passed on, X-Forwarded-For; docs/hub.md), plain round-robin (no
+/// `ip_hash`). Stopped when the returned guard drops.
+async fn nginx(upstreams: &[SocketAddr]) -> ((Child, TempDir), SocketAddr) {
     let dir = temp_dir();
     let port = free_port();
-    // The seeds' location block: HTTP/1.1 and the Upgrade/Connection headers passed on, plus
-    // X-Forwarded-For (docs/hub.md).
+    let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
     let conf = format!(
         r#"daemon off;
 master_process off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 256; }}
+events {{ worker_connections 1024; }}
 http {{
     access_log off;
     client_body_temp_path {d}/body;
@@ -663,25 +657,27 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+    upstream hubs {{
+{servers}    }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            proxy_pass http://{hub};
+            proxy_pass http://hubs;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 120s;
         }}
     }}
 }}
 "#,
         d = dir.0.display(),
-        hub = hub.addr
     );
     let conf_path = dir.0.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let _nginx = Command::new("nginx")
+    let child = Command::new("nginx")
         .arg("-c")
         .arg(&conf_path)
         .arg("-p")
@@ -694,6 +690,19 @@ http {{
         .unwrap();
     let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert!(listening(front).await, "nginx did not start");
+    ((child, dir), front)
+}
+
+#[tokio::test]
+async fn behind_nginx_with_the_seeds_configuration() {
+    if !peer_available("nginx", "nginx", &["-v"])
+        || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio"])
+    {
+        return;
+    }
+    // nginx is trusted to name the client: the per-address cap applies to each client behind it.
+    let hub = Hub::start(&[], "[server]\nmax_connections_per_ip = 2\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
+    let (_nginx, front) = nginx(&[hub.addr]).await;
     // python-socketio through nginx over WebSocket and over polling; the backend pushes to it.
     for transport in ["websocket", "polling"] {
         python_push_and_call(&hub, &format!("http://{front}"), transport, "via nginx").await;
@@ -1506,3 +1515,6 @@ async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("disconnected by the server"), "{:?} {text}", out.status);
 }
+
+#[path = "e2e/cluster.rs"]
+mod cluster;

@@ -340,7 +340,7 @@ async fn e8_session_ids_are_strong_and_socket_ids_separate() {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..500 {
         let (sid, _) = open_polling(srv.addr).await;
-        assert_eq!(sid.len(), 22, "128 bits, base64url");
+        assert_eq!(sid.len(), 27, "a node tag and 128 random bits, base64url");
         assert!(sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert!(seen.insert(sid));
     }

@@ -232,19 +232,21 @@ pub fn start_redis_cluster(masters: usize) -> Option<RedisCluster> {
     create.args(["--cluster-replicas", "0", "--cluster-yes"]);
     let out = create.output().unwrap_or_else(|e| panic!("redis-cli: {e}"));
     assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
-    // Wait until the cluster says it is ok.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let info = std::process::Command::new("redis-cli")
-            .args(["-p", &servers[0].port.to_string(), "cluster", "info"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        if info.contains("cluster_state:ok") {
-            break;
+    // Wait until every node says the cluster is ok (and knows every other node).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for s in &servers {
+        loop {
+            let info = std::process::Command::new("redis-cli")
+                .args(["-p", &s.port.to_string(), "cluster", "info"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            if info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{masters}")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the Redis Cluster did not become ok: {info}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert!(std::time::Instant::now() < deadline, "the Redis Cluster did not become ok: {info}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Some(RedisCluster { servers, _dir: dir })
 }

@@ -1,0 +1,325 @@
+//! Three `switchboard serve` processes on Redis behind a real nginx (plain round-robin, no
+//! sticky sessions): python-socketio (polling and websocket), socket.io-client (polling, then
+//! the upgrade) and `/ws` clients spread over the nodes run the seeds' chat across nodes; the
+//! backend pushes to a user through a node that holds none of their clients, calls a client
+//! on another node, and lists everyone. Then a node is `kill -9`ed.
+
+use super::*;
+
+/// Three hubs on one Redis (a fresh channel prefix), fast heartbeats.
+async fn three_hubs() -> Vec<Hub> {
+    let prefix = format!("sbe2e-{}", rand::random::<u64>());
+    let mut hubs = Vec::new();
+    for i in 0..3 {
+        let name = format!("n{i}");
+        let args = [
+            "--cluster-adapter",
+            "redis",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--channel-prefix",
+            prefix.as_str(),
+            "--node-name",
+            name.as_str(),
+        ];
+        let cfg = "[cluster]\nheartbeat_interval_ms = 500\nheartbeat_timeout_ms = 2000\nrequest_timeout_ms = 3000\n";
+        hubs.push(Hub::start(&args, cfg).await);
+    }
+    // Every node sees the others.
+    for h in &hubs {
+        let mut ok = false;
+        for _ in 0..100 {
+            let (_, r) = h.api("GET", "/api/nodes", Value::Null).await;
+            if r["nodes"].as_array().is_some_and(|n| n.len() == 3) && r["healthy"] == json!(true) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "the nodes did not find each other");
+    }
+    hubs
+}
+
+/// A chat member driven over stdin/stdout (interop/py/cluster_chat.py, interop/node/cluster_chat.mjs).
+struct Member {
+    name: String,
+    _child: Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    log: Vec<String>,
+}
+
+impl Member {
+    async fn spawn(mut cmd: Command, name: &str) -> Member {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut m = Member { name: name.to_owned(), _child: child, stdin, lines, log: Vec::new() };
+        let ready = m.line_starting("ready ").await;
+        m.log.push(ready);
+        m
+    }
+
+    async fn python(url: &str, transport: &str, name: &str) -> Member {
+        let mut cmd = Command::new("python3");
+        cmd.arg(interop_dir().join("py/cluster_chat.py")).args([url, &token(name, 600, &[]), transport, name]);
+        Member::spawn(cmd, name).await
+    }
+
+    async fn node(url: &str, name: &str) -> Member {
+        let mut cmd = Command::new("node");
+        cmd.arg(interop_dir().join("node/cluster_chat.mjs"))
+            .args([url, &token(name, 600, &[]), name])
+            .current_dir(interop_dir());
+        Member::spawn(cmd, name).await
+    }
+
+    async fn line_starting(&mut self, prefix: &str) -> String {
+        loop {
+            let l = tokio::time::timeout(Duration::from_secs(15), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no line starting with {prefix:?}; so far {:?}", self.name, self.log))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: ended; so far {:?}", self.name, self.log));
+            if l.starts_with(prefix) {
+                return l;
+            }
+            self.log.push(l);
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+
+    /// Reads for `d` and keeps what came.
+    async fn drain(&mut self, d: Duration) {
+        let end = tokio::time::Instant::now() + d;
+        while let Ok(Ok(Some(l))) = tokio::time::timeout_at(end, self.lines.next_line()).await {
+            self.log.push(l);
+        }
+    }
+
+    fn got(&self) -> Vec<String> {
+        self.log.iter().filter(|l| l.starts_with("got ")).cloned().collect()
+    }
+}
+
+/// A `/ws` chat member.
+struct WsMember {
+    name: String,
+    ws: Ws,
+    got: Vec<String>,
+    id: String,
+}
+
+impl WsMember {
+    async fn connect(addr: SocketAddr, name: &str) -> WsMember {
+        let mut ws =
+            ClientBuilder::new(format!("ws://{addr}/ws?token={}", token(name, 600, &[]))).connect().await.unwrap();
+        let welcome: Value = serde_json::from_str(&until(&mut ws, "\"welcome\"").await).unwrap();
+        ws.send(Message::text(json!({"type": "subscribe", "room": "chat:users", "id": 1}).to_string())).await.unwrap();
+        let r = until(&mut ws, "\"reply\"").await;
+        assert!(r.contains("\"ok\":true"), "{r}");
+        WsMember { name: name.to_owned(), ws, got: Vec::new(), id: welcome["id"].as_str().unwrap().to_owned() }
+    }
+
+    async fn say(&mut self, text: &str) {
+        let m = json!({"type": "publish", "room": "chat:users", "event": "my reply", "data": {"name": self.name, "text": text}, "id": 2});
+        self.ws.send(Message::text(m.to_string())).await.unwrap();
+    }
+
+    /// Reads for `d`: chat lines kept, calls answered.
+    async fn drain(&mut self, d: Duration) {
+        let end = tokio::time::Instant::now() + d;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, self.ws.recv()).await {
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+            match v["type"].as_str() {
+                Some("event") if v["event"] == "my reply" => {
+                    let d = &v["data"]["data"];
+                    self.got.push(format!(
+                        "got {} {}",
+                        d["name"].as_str().unwrap_or(""),
+                        d["text"].as_str().unwrap_or("")
+                    ));
+                }
+                Some("call") => {
+                    let a = json!({"type": "ack", "id": v["id"], "data": {"name": self.name, "asked": v["data"]}});
+                    self.ws.send(Message::text(a.to_string())).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_hubs_behind_round_robin_nginx_are_one_hub() {
+    if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379")
+        || !peer_available("nginx", "nginx", &["-v"])
+        || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio, requests, websocket"])
+        || !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"])
+    {
+        return;
+    }
+    let hubs = three_hubs().await;
+    let (_nginx, front) = nginx(&hubs.iter().map(|h| h.addr).collect::<Vec<_>>()).await;
+    let url = format!("http://{front}");
+    // Through nginx, whichever node each request lands on: polling without sticky sessions.
+    let mut members = [
+        Member::python(&url, "polling", "bob").await,
+        Member::python(&url, "polling", "carol").await,
+        Member::python(&url, "websocket", "dave").await,
+        Member::node(&url, "erin").await,
+    ];
+    assert!(members[3].log[0].ends_with(" websocket"), "socket.io-client upgraded: {:?}", members[3].log);
+    // alice straight on node 0; frank through nginx.
+    let mut ws = vec![WsMember::connect(hubs[0].addr, "alice").await, WsMember::connect(front, "frank").await];
+
+    // Everyone is listed, on every node, with their node; they are spread over the nodes.
+    let (s, list) = hubs[1].api("GET", "/api/sockets", Value::Null).await;
+    assert_eq!(s, 200, "{list}");
+    let clients = list["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 6, "{list}");
+    let nodes: std::collections::HashSet<&str> = clients.iter().filter_map(|c| c["node"].as_str()).collect();
+    assert!(nodes.len() >= 2, "round-robin spreads the clients: {list}");
+    let alice = clients.iter().find(|c| c["user"] == "alice").unwrap();
+    assert_eq!((alice["node"].as_str(), alice["transport"].as_str()), (Some("n0"), Some("ws")), "{alice}");
+    assert!(alice["rooms"].as_array().unwrap().contains(&json!("chat:users")), "{alice}");
+
+    // The seeds' chat: each says one line; everyone else gets it once.
+    for (i, m) in members.iter_mut().enumerate() {
+        m.send(&format!("say hello from {i}")).await;
+        let p = m.line_starting("published ").await;
+        assert!(p.contains("\"ok\": true") || p.contains("\"ok\":true"), "{}: {p}", m.name);
+    }
+    for w in ws.iter_mut() {
+        let name = w.name.clone();
+        w.say(&format!("hello from {name}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for m in members.iter_mut() {
+        m.drain(Duration::from_millis(700)).await;
+    }
+    for w in ws.iter_mut() {
+        w.drain(Duration::from_millis(700)).await;
+    }
+    let mut said: Vec<String> = (0..4).map(|i| format!("hello from {i}")).collect();
+    said.push("hello from alice".into());
+    said.push("hello from frank".into());
+    let names = ["bob", "carol", "dave", "erin"];
+    let check = |who: &str, own: &str, got: Vec<String>| {
+        let mut texts: Vec<String> = got.iter().map(|g| g.splitn(3, ' ').nth(2).unwrap_or("").to_owned()).collect();
+        texts.sort();
+        let mut want: Vec<String> = said.iter().filter(|t| t.as_str() != own).cloned().collect();
+        want.sort();
+        assert_eq!(texts, want, "{who}: nothing lost, nothing duplicated, not its own: {got:?}");
+    };
+    for (i, m) in members.iter().enumerate() {
+        check(names[i], &format!("hello from {i}"), m.got());
+    }
+    for w in &ws {
+        check(&w.name, &format!("hello from {}", w.name), w.got.clone());
+    }
+
+    // A push to user:alice through a node that holds none of alice's clients.
+    let (s, r) =
+        hubs[1].api("POST", "/api/emit", json!({"event": "notification", "users": ["alice"], "data": {"n": 1}})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["delivered"], json!(1), "{r}");
+    assert_eq!(r["nodes"]["n0"], json!(1), "{r}");
+    assert_eq!(r["missing_nodes"], json!([]), "{r}");
+    let n = until(&mut ws[0].ws, "notification").await;
+    assert!(n.contains("\"n\":1"), "{n}");
+    // A room push counted on every node.
+    let (s, r) = hubs[2]
+        .api("POST", "/api/emit", json!({"event": "notification", "rooms": ["chat:users"], "data": {"n": 2}}))
+        .await;
+    assert_eq!((s, &r["delivered"]), (200, &json!(6)), "{r}");
+
+    // Calls to clients on other nodes: a python client (by user) and alice's /ws client (by id).
+    let (s, r) = hubs[2]
+        .api("POST", "/api/call", json!({"user": "bob", "event": "whoami", "data": {"q": 1}, "timeout_ms": 5000}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["data"], json!({"name": "bob", "asked": {"q": 1}}), "{r}");
+    let call =
+        spawn_call(hubs[1].addr, json!({"to": ws[0].id, "event": "whoami", "data": {"q": 2}, "timeout_ms": 5000}));
+    ws[0].drain(Duration::from_millis(1500)).await;
+    let (s, body) = call.await.unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"name\":\"alice\""), "{body}");
+    // Join, leave and disconnect by id, wherever the client is.
+    let dave = clients.iter().find(|c| c["user"] == "dave").unwrap()["id"].as_str().unwrap().to_owned();
+    let (s, r) = hubs[0].api("POST", "/api/join", json!({"ids": [dave], "room": "news"})).await;
+    assert_eq!((s, &r["joined"]), (200, &json!(1)), "{r}");
+    let (_, r) = hubs[2].api("GET", "/api/sockets?room=news", Value::Null).await;
+    assert_eq!(r["clients"].as_array().map(Vec::len), Some(1), "{r}");
+    let (s, r) = hubs[1].api("POST", "/api/disconnect", json!({"ids": [dave]})).await;
+    assert_eq!((s, &r["disconnected"]), (200, &json!(1)), "{r}");
+    let d = members[2].line_starting("disconnected").await;
+    assert!(d.contains("server"), "dave is told the server disconnected it: {d}");
+
+    // Polling requests and the upgrade that landed on other nodes were forwarded to the owner.
+    let mut forwarded = 0u64;
+    for h in &hubs {
+        let m = http(h.addr, "GET", "/metrics", &[], &Value::Null).await.1;
+        forwarded += m
+            .lines()
+            .find_map(|l| l.strip_prefix("switchboard_forwarded_requests_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert!(forwarded > 0, "no request was forwarded: round-robin did not exercise the owner forwarding");
+
+    // Everyone else leaves cleanly, on the transport they ended on.
+    for (i, m) in members.iter_mut().enumerate() {
+        if i == 2 {
+            continue;
+        }
+        m.send("quit").await;
+        let t = m.line_starting("transport ").await;
+        let want = if i < 2 { "polling" } else { "websocket" };
+        assert!(t.ends_with(want), "{}: {t}", m.name);
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_cluster_and_requests_stop_waiting_for_it() {
+    if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379") {
+        return;
+    }
+    let mut hubs = three_hubs().await;
+    let _a = WsMember::connect(hubs[0].addr, "a").await;
+    let _c = WsMember::connect(hubs[2].addr, "c").await;
+    let (_, r) = hubs[0].api("GET", "/api/sockets", Value::Null).await;
+    assert_eq!(r["clients"].as_array().map(Vec::len), Some(2), "{r}");
+    // kill -9: no goodbye.
+    hubs[2].child.start_kill().unwrap();
+    let _ = hubs[2].child.wait().await;
+    // Its broker connection is gone at once, so listings neither wait for it nor show its
+    // client.
+    let t0 = std::time::Instant::now();
+    let (s, r) = hubs[0].api("GET", "/api/sockets", Value::Null).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["clients"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "the listing waited {:?}", t0.elapsed());
+    // Removed from the node list after the heartbeat timeout (2 s here).
+    let mut gone = false;
+    for _ in 0..60 {
+        let (_, r) = hubs[1].api("GET", "/api/nodes", Value::Null).await;
+        if r["nodes"].as_array().is_some_and(|n| n.len() == 2) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the killed node is still listed");
+    // Publishes go on, counted on the live nodes, none missing.
+    let (s, r) = hubs[1].api("POST", "/api/emit", json!({"event": "notification", "data": 1})).await;
+    assert_eq!((s, &r["delivered"], &r["missing_nodes"]), (200, &json!(1), &json!([])), "{r}");
+    let m = http(hubs[0].addr, "GET", "/metrics", &[], &Value::Null).await.1;
+    assert!(m.contains("switchboard_bus_nodes 2"), "{m}");
+}
