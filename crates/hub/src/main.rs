@@ -186,6 +186,24 @@ async fn serve(a: ServeArgs) -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(cfg.server.listen);
+    let mut listeners = vec![listener];
+    // Processes sharing a port cannot be reached one by one through it: each also listens on
+    // an address of its own, which it advertises to the other nodes (for forwarding).
+    let mut cfg = cfg;
+    if cfg.server.reuse_port && cfg.cluster.adapter != "memory" && cfg.cluster.advertise.is_empty() {
+        match tokio::net::TcpListener::bind(std::net::SocketAddr::new(local.ip(), 0)).await {
+            Ok(own) => {
+                if let Ok(a) = own.local_addr() {
+                    cfg.cluster.advertise = format!("http://{a}");
+                }
+                listeners.push(own);
+            }
+            Err(e) => {
+                eprintln!("switchboard: cannot listen on a node address beside the shared port: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let cluster = match cluster::connect(&cfg, local).await {
         Ok(c) => c,
         Err(e) => {
@@ -201,7 +219,7 @@ async fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = local.to_string();
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, "switchboard listening: demo {scheme}://{addr}/, Socket.IO {scheme}://{addr}/socket.io/, WebSocket {}://{addr}/ws", if tls.is_some() { "wss" } else { "ws" });
     if cfg.auth.anonymous {
@@ -212,7 +230,7 @@ async fn serve(a: ServeArgs) -> ExitCode {
             "the backend API (/api/*) is open without a key (allowed because the hub listens on loopback only)"
         );
     }
-    server::run(hub, listener, tls, shutdown_signal()).await;
+    server::run(hub, listeners, tls, shutdown_signal()).await;
     ExitCode::SUCCESS
 }
 

@@ -675,7 +675,7 @@ async fn serve_conn<I>(
 /// 1001 / "server shutting down", and it waits for them up to `shutdown_grace_ms`.
 pub async fn run(
     hub: Arc<Hub>,
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -684,16 +684,35 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     let s = hub.config.server.clone();
+    // One accept task per listener (the public one, and with reuse_port this process's own
+    // address for other nodes); what they accept is served alike.
+    let (acc_tx, mut accepted) = mpsc::channel::<(tokio::net::TcpStream, SocketAddr)>(64);
+    let mut acceptors = Vec::new();
+    for listener in listeners {
+        let tx = acc_tx.clone();
+        acceptors.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(x) => {
+                        if tx.send(x).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off, keep serving (security: R5).
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(acc_tx);
     loop {
         let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off, keep serving (security: R5).
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            r = accepted.recv() => match r {
+                Some(x) => x,
+                None => break,
             },
             _ = &mut shutdown => break,
         };
@@ -728,7 +747,10 @@ pub async fn run(
             }
         });
     }
-    drop(listener);
+    for a in acceptors {
+        a.abort();
+    }
+    drop(accepted);
     let t0 = Instant::now();
     tracing::info!(
         clients = hub.connections(),

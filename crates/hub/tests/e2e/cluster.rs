@@ -286,6 +286,51 @@ async fn three_hubs_behind_round_robin_nginx_are_one_hub() {
     }
 }
 
+/// Two processes share one port (`server.reuse_port`), each a node: a polling client through
+/// the shared port works whichever process each request reaches (forwarded to the owner on
+/// its own advertised address), gets a push and answers a call.
+#[tokio::test]
+async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub() {
+    if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379")
+        || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio, requests, websocket"])
+    {
+        return;
+    }
+    let prefix = format!("sbreuse-{}", rand::random::<u64>());
+    let port = free_port();
+    let mut hubs = Vec::new();
+    for i in 0..2 {
+        let name = format!("r{i}");
+        let args = [
+            "--reuse-port",
+            "true",
+            "--cluster-adapter",
+            "redis",
+            "--channel-prefix",
+            prefix.as_str(),
+            "--node-name",
+            name.as_str(),
+        ];
+        hubs.push(
+            Hub::start_on(port, &args, "[cluster]\nheartbeat_interval_ms = 500\nheartbeat_timeout_ms = 2000\n", None)
+                .await,
+        );
+    }
+    let mut both = false;
+    for _ in 0..100 {
+        let (_, r) = hubs[0].api("GET", "/api/nodes", Value::Null).await;
+        if r["nodes"].as_array().is_some_and(|n| n.len() == 2) {
+            both = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(both, "the two processes on one port did not become one cluster");
+    for title in ["one", "two", "three"] {
+        python_push_and_call(&hubs[0], &hubs[0].url(), "polling", title).await;
+    }
+}
+
 #[tokio::test]
 async fn a_killed_node_leaves_the_cluster_and_requests_stop_waiting_for_it() {
     if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379") {
