@@ -1,15 +1,36 @@
 // The Socket.IO benchmark server on Node socket.io 4.8 (same protocol as
-// crates/bench/examples/sio_switchboard_server.rs). Usage: node sio_node_server.js PORT
+// crates/bench/examples/sio_switchboard_server.rs). Usage: node sio_node_server.js PORT [REDIS_URL PREFIX]
+// With a Redis URL the server is a node of a cluster (@socket.io/redis-adapter, sharded).
 const path = require("path");
-const { Server } = require(path.join(__dirname, "../interop/node_modules/socket.io"));
+const nm = path.join(__dirname, "../interop/node_modules");
+const { Server } = require(path.join(nm, "socket.io"));
 const port = Number(process.argv[2] || 7003);
-const io = new Server(port, { transports: ["websocket", "polling"] });
-io.on("connection", (s) => {
-  s.on("join", (ack) => { s.join("bench"); ack(true); });
-  s.on("echo", (v, ack) => ack(v));
-  s.on("blast", ({ count, size }) => {
-    const payload = "x".repeat(size);
-    for (let i = 0; i < count; i++) io.to("bench").emit("tick", payload);
+const redisUrl = process.argv[3];
+const prefix = process.argv[4] || "socket.io";
+
+function handlers(io) {
+  io.on("connection", (s) => {
+    s.on("join", (ack) => { s.join("bench"); ack(true); });
+    s.on("echo", (v, ack) => ack(v));
+    s.on("blast", ({ count, size }, ack) => {
+      const payload = "x".repeat(size);
+      for (let i = 0; i < count; i++) io.to("bench").emit("tick", payload);
+      if (typeof ack === "function") ack(true);
+    });
   });
-});
-console.log(port);
+}
+
+(async () => {
+  let opts = { transports: ["websocket", "polling"] };
+  if (redisUrl) {
+    const { createClient } = require(path.join(nm, "redis"));
+    const { createShardedAdapter } = require(path.join(nm, "@socket.io/redis-adapter"));
+    const pub = createClient({ url: redisUrl });
+    const sub = pub.duplicate();
+    await Promise.all([pub.connect(), sub.connect()]);
+    opts.adapter = createShardedAdapter(pub, sub, { channelPrefix: prefix });
+  }
+  const io = new Server(port, opts);
+  handlers(io);
+  console.log(port);
+})();

@@ -3,16 +3,20 @@
 //! - `join` (ack): joins room `bench`, acks `true`;
 //! - `echo` (ack): acks with its argument;
 //! - `blast` `{count, size}`: `count` broadcasts of event `tick` with a `size`-byte string to
-//!   room `bench`, back to back.
+//!   room `bench`, back to back, then acks (when asked) once they are all published.
 //!
-//! `cargo run --release -p switchboard-bench --example sio_switchboard_server -- 127.0.0.1:7001`
+//! `cargo run --release -p switchboard-bench --example sio_switchboard_server -- 127.0.0.1:7001 [REDIS_URL PREFIX]`
+//! With a Redis URL the server is a node of a cluster (switchboard-cluster, sharded pub/sub).
 
 use serde_json::Value;
 use switchboard_socketio::{Handlers, SocketIo};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7001".into());
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:7001".into());
+    let redis = args.next();
+    let prefix = args.next().unwrap_or_else(|| "socket.io".into());
     let handlers = Handlers::new()
         .on("join", |socket, mut ev| async move {
             let ok = socket.join("bench").await.is_ok();
@@ -22,7 +26,7 @@ async fn main() -> std::io::Result<()> {
             let v = ev.args.first().cloned().unwrap_or(Value::Null);
             let _ = ev.ack(&v);
         })
-        .on("blast", |socket, ev| async move {
+        .on("blast", |socket, mut ev| async move {
             let v: Value = ev.data().unwrap_or_default();
             let count = v["count"].as_u64().unwrap_or(0);
             let payload = "x".repeat(v["size"].as_u64().unwrap_or(100) as usize);
@@ -30,8 +34,17 @@ async fn main() -> std::io::Result<()> {
             for _ in 0..count {
                 let _ = op.emit("tick", &payload).await;
             }
+            let _ = ev.ack(&true);
         });
-    let io = SocketIo::builder().ns("/", handlers).build();
+    let mut builder = SocketIo::builder();
+    if let Some(url) = redis {
+        let cfg = switchboard_cluster::redis::RedisConfig::new(url).with_channel_prefix(prefix);
+        let cluster = switchboard_cluster::redis::connect(cfg, switchboard_cluster::ClusterConfig::default())
+            .await
+            .map_err(std::io::Error::other)?;
+        builder = builder.adapter(cluster.adapter_factory());
+    }
+    let io = builder.ns("/", handlers).build();
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("{}", listener.local_addr()?.port());
     io.serve(listener, std::future::pending()).await

@@ -50,6 +50,19 @@ struct Args {
     /// Source addresses to spread connections over (127.0.0.1 … 127.0.0.N).
     #[arg(long, default_value_t = 4)]
     sources: u8,
+    /// Cluster mode: the nodes that hold the sockets (comma separated; sockets split evenly).
+    #[arg(long, default_value = "")]
+    addrs: String,
+    /// Cluster mode: the node the broadcasts are published on (it holds no socket).
+    #[arg(long, default_value = "")]
+    control: String,
+    /// Cluster mode: every process whose CPU counts (the nodes and the broker), comma
+    /// separated.
+    #[arg(long, default_value = "")]
+    pids: String,
+    /// Cluster mode: single broadcasts timed from publish to last delivery.
+    #[arg(long, default_value_t = 50)]
+    rounds: u32,
 }
 
 type Ws = WebSocket<switchboard_ws::MaybeTlsStream>;
@@ -136,11 +149,15 @@ async fn connect(addr: &str, source: u8) -> Result<Client, String> {
 }
 
 async fn connect_many(args: &Args, n: usize) -> Vec<Client> {
+    connect_many_to(args, &args.addr, n).await
+}
+
+async fn connect_many_to(args: &Args, addr: &str, n: usize) -> Vec<Client> {
     let sem = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let sem = sem.clone();
-        let addr = args.addr.clone();
+        let addr = addr.to_owned();
         let source = 1 + (i % usize::from(args.sources.max(1))) as u8;
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire().await;
@@ -240,6 +257,115 @@ async fn broadcast(args: &Args) {
     }
 }
 
+/// CPU seconds of several processes together.
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
+/// A cluster: sockets spread over `--addrs`, broadcasts published on `--control`; deliveries
+/// per CPU-second of every listed process (nodes and broker), and publish → last delivery
+/// latency of single broadcasts.
+async fn cluster(args: &Args) {
+    let addrs: Vec<&str> = args.addrs.split(',').filter(|a| !a.is_empty()).collect();
+    let pids: Vec<u32> = args.pids.split(',').filter_map(|p| p.parse().ok()).collect();
+    let per = args.conns / addrs.len().max(1);
+    let mut socks = Vec::new();
+    for a in &addrs {
+        socks.extend(connect_many_to(args, a, per).await);
+    }
+    let n = socks.len() as u64;
+    let received = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for mut ws in socks {
+        let (received, ready, target, done) = (received.clone(), ready.clone(), target.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            if ws.send(&SioPacket::event("/", "join", vec![], Some(0))).await.is_err() {
+                return;
+            }
+            while let Some(p) = ws.next().await {
+                if p.kind == PacketType::Ack && p.id == Some(0) {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                } else if p.event_parts().is_some_and(|(name, _)| name == "tick") {
+                    let now = received.fetch_add(1, Ordering::AcqRel) + 1;
+                    if now >= target.load(Ordering::Acquire) {
+                        done.notify_one();
+                    }
+                }
+            }
+        }));
+    }
+    while ready.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut control = match connect(&args.control, 200).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("control: {e}");
+            return;
+        }
+    };
+    // Let every node see every join (room subscriptions) before publishing.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let wait = |want: u64, id: u64, count: u64| {
+        target.store(want, Ordering::Release);
+        let blast = SioPacket::event("/", "blast", vec![json!({"count": count, "size": args.size})], Some(id));
+        (blast, want)
+    };
+    // Latency: single broadcasts, one at a time.
+    let mut lat = Vec::new();
+    for r in 0..u64::from(args.rounds) {
+        let (blast, want) = wait(received.load(Ordering::Acquire) + n, 1000 + r, 1);
+        let t0 = Instant::now();
+        let _ = control.send(&blast).await;
+        loop {
+            if received.load(Ordering::Acquire) >= want {
+                break;
+            }
+            if tokio::time::timeout(Duration::from_secs(10), done.notified()).await.is_err() {
+                break;
+            }
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    // Throughput: `count` broadcasts back to back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = received.load(Ordering::Acquire);
+    let total = n * args.count;
+    let (blast, want) = wait(base + total, 1, args.count);
+    let cpu0 = cpu_of(&pids);
+    let t0 = Instant::now();
+    let _ = control.send(&blast).await;
+    let mut finished = true;
+    while received.load(Ordering::Acquire) < want {
+        if tokio::time::timeout(Duration::from_secs(60), done.notified()).await.is_err() {
+            finished = false;
+            break;
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    // Let the processes go idle so their CPU time is complete.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu = cpu_of(&pids) - cpu0;
+    let got = received.load(Ordering::Acquire) - base;
+    println!(
+        "cluster sockets={n} count={} size={} delivered={got}/{total} lost={} wall_s={wall:.3} total_cpu_s={cpu:.2} deliveries_per_cpu_s={:.0} p50_ms={:.2} p99_ms={:.2} complete={finished}",
+        args.count,
+        args.size,
+        total - got.min(total),
+        got as f64 / cpu.max(0.01),
+        pct(0.5),
+        pct(0.99)
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
 async fn ack(args: &Args) {
     let socks = connect_many(args, args.conns).await;
     let n = socks.len();
@@ -291,6 +417,7 @@ async fn ack(args: &Args) {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     match args.mode.as_str() {
+        "cluster" => cluster(&args).await,
         "idle" => idle(&args).await,
         "broadcast" => broadcast(&args).await,
         "ack" => ack(&args).await,

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Side-by-side cluster benchmark on Redis: three nodes of each server (switchboard-socketio +
+# switchboard-cluster; socketioxide + socketioxide-redis; Node socket.io 4.8 +
+# @socket.io/redis-adapter, sharded), each run on a fresh redis-server. Nodes A and B hold
+# CONNS/2 sockets each, all in room "bench"; node C holds none and publishes: ROUNDS_LAT single
+# broadcasts timed from publish to last delivery (p50/p99), then COUNT broadcasts of SIZE bytes
+# back to back, counted as deliveries per CPU-second of all three nodes and Redis together.
+# Servers and Redis on core 0, the load generator on core 1. Also: the idle memory per socket
+# of one switchboard node with the Redis adapter against the in-memory one.
+#
+#   bash bench/cluster_run.sh                 # 10k sockets, 100 x 100 B, 3 rounds (about 5 minutes)
+#   ROUNDS=1 CONNS=2000 bash bench/cluster_run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ulimit -n "$(ulimit -Hn)"
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-10000}
+COUNT=${COUNT:-100}
+SIZE=${SIZE:-100}
+LAT=${LAT:-50}
+OUT=bench/results
+mkdir -p "$OUT"
+RES="$OUT/cluster_latest.txt"
+: > "$RES"
+
+echo "==> building (release)"
+cargo build --release -q -p switchboard-bench --bin switchboard-sioload --example sio_switchboard_server --example sio_socketioxide_server
+[ -d interop/node_modules/@socket.io/redis-adapter ] || (cd interop && npm ci --no-audit --no-fund --loglevel=error)
+command -v redis-server >/dev/null || { echo "redis-server is needed"; exit 1; }
+
+LOAD="taskset -c 1 target/release/switchboard-sioload"
+RPORT=7400
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+server_cmd() { # impl port
+  local url="redis://127.0.0.1:$RPORT"
+  case $1 in
+    switchboard) echo "target/release/examples/sio_switchboard_server 127.0.0.1:$2 $url bench" ;;
+    socketioxide) echo "target/release/examples/sio_socketioxide_server 127.0.0.1:$2 $url" ;;
+    node) echo "node bench/sio_node_server.js $2 $url bench" ;;
+  esac
+}
+
+run_cluster() { # impl
+  local impl=$1 pids=() ports=(7411 7412 7413)
+  taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
+  local rpid=$!
+  wait_port $RPORT
+  for p in "${ports[@]}"; do
+    taskset -c 0 $(server_cmd "$impl" "$p") >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  for p in "${ports[@]}"; do wait_port "$p"; done
+  sleep 1
+  local line
+  line=$($LOAD --mode cluster --addr 127.0.0.1:${ports[0]} --pid "${pids[0]}" \
+    --addrs "127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}" --control "127.0.0.1:${ports[2]}" \
+    --pids "${pids[0]},${pids[1]},${pids[2]},$rpid" --conns "$CONNS" --count "$COUNT" --size "$SIZE" --rounds "$LAT" | tail -1)
+  kill "${pids[@]}" "$rpid" 2>/dev/null; wait "${pids[@]}" "$rpid" 2>/dev/null || true
+  echo "$impl $line" | tee -a "$RES"
+}
+
+run_idle() { # label [redis]
+  local label=$1 redis=${2:-}
+  local rpid=""
+  if [ -n "$redis" ]; then
+    taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
+    rpid=$!
+    wait_port $RPORT
+    taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 "redis://127.0.0.1:$RPORT" bench >/dev/null 2>&1 &
+  else
+    taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 >/dev/null 2>&1 &
+  fi
+  local pid=$!
+  wait_port 7421
+  sleep 0.5
+  local line
+  line=$($LOAD --mode idle --addr 127.0.0.1:7421 --pid "$pid" --conns "$((CONNS / 2))" --settle 3 | tail -1)
+  kill "$pid" $rpid 2>/dev/null; wait "$pid" $rpid 2>/dev/null || true
+  echo "$label $line" | tee -a "$RES"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  echo "==> round $round/$ROUNDS"
+  for s in switchboard socketioxide node; do
+    run_cluster "$s"
+  done
+  run_idle memory
+  run_idle redis yes
+done
+
+python3 - "$RES" <<'PY'
+import re, sys, statistics
+rows = {}
+for line in open(sys.argv[1]):
+    name, mode = line.split()[:2]
+    kv = dict(re.findall(r"(\w+)=([\w./]+)", line))
+    if mode == "cluster":
+        for k in ("deliveries_per_cpu_s", "p50_ms", "p99_ms"):
+            rows.setdefault((name, k), []).append(float(kv[k]))
+        if kv.get("lost") != "0":
+            print(f"WARNING: {name} lost {kv.get('lost')} deliveries")
+    else:
+        rows.setdefault((name, "bytes_per_socket"), []).append(float(kv["bytes_per_socket"]))
+med = lambda n, k: statistics.median(rows.get((n, k), [0]))
+print()
+print(f"{'figure':34} {'switchboard':>12} {'socketioxide':>13} {'node':>10} {'vs sioxide':>10} {'vs node':>8}")
+for k, label, hi in [("deliveries_per_cpu_s", "deliveries per CPU-second", True), ("p50_ms", "publish -> last delivery p50 ms", False), ("p99_ms", "publish -> last delivery p99 ms", False)]:
+    a, b, c = med("switchboard", k), med("socketioxide", k), med("node", k)
+    r = lambda o: (a / o if hi else o / a) if o and a else 0
+    print(f"{label:34} {a:12.2f} {b:13.2f} {c:10.2f} {r(b):9.2f}x {r(c):7.2f}x")
+m, r = med("memory", "bytes_per_socket"), med("redis", "bytes_per_socket")
+print(f"{'idle bytes/socket, in-memory':34} {m:12.0f}")
+print(f"{'idle bytes/socket, Redis adapter':34} {r:12.0f}   ({(r / m - 1) * 100 if m else 0:+.1f}%)")
+PY
