@@ -42,7 +42,8 @@ async fn main() -> std::io::Result<()> {
         Some(url) => {
             let url = format!("{url}?protocol=resp3");
             let client = redis::Client::open(url).map_err(std::io::Error::other)?;
-            let adapter = socketioxide_redis::RedisAdapterCtr::new_with_redis(&client).await.map_err(std::io::Error::other)?;
+            let adapter =
+                socketioxide_redis::RedisAdapterCtr::new_with_redis(&client).await.map_err(std::io::Error::other)?;
             type A = socketioxide_redis::RedisAdapter<socketioxide::adapter::Emitter>;
             let (layer, io) = SocketIo::builder().with_adapter::<A>(adapter).build_layer();
             // The remote adapter subscribes when the namespace is created.

@@ -78,6 +78,10 @@ fn handlers(node: usize) -> Handlers {
         .on_server_event("whoami", move |mut ev| async move {
             ev.ack(json!({ "node": node, "args": ev.args }));
         })
+        // Only Switchboard nodes answer this one: the Node server never does.
+        .on_server_event("sbonly", move |mut ev| async move {
+            ev.ack(json!({ "node": node }));
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,5 +230,21 @@ async fn node_and_switchboard_form_one_cluster() {
     for c in [&mut a, &mut b, &mut n] {
         c.expect_nothing().await;
     }
+
+    // A request pending on a node that dies finishes early: the Node server never answers
+    // "sbonly"; once it is killed its broker connection closes, the count of nodes falls,
+    // and the request stops waiting for it (well before its 8 s timeout).
+    let ns0 = ours[0].0.of("/").unwrap();
+    let pending = tokio::spawn(async move {
+        let t0 = std::time::Instant::now();
+        let r = ns0.server_side_emit_with_ack("sbonly", vec![], Duration::from_secs(8)).await;
+        (r, t0.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = node.child.kill().await;
+    let (r, took) = pending.await.unwrap();
+    let acks = r.unwrap();
+    assert_eq!(acks.responses.len(), 1, "{acks:?}");
+    assert!(acks.missing_nodes.is_empty(), "the dead node is not awaited: {acks:?}");
+    assert!(took < Duration::from_secs(4), "finished early: {took:?}");
 }

@@ -184,6 +184,21 @@ pub struct Delivery {
     pub missing_nodes: Vec<String>,
 }
 
+/// The answers to a publish with acknowledgements, gathered on every node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Acks {
+    /// How many clients it was sent to (on the nodes that reported).
+    pub expected: usize,
+    /// Their answers (each client's acknowledgement value).
+    pub acks: Vec<Value>,
+    /// Clients that did not answer in time.
+    pub missing: usize,
+    /// Nodes that did not report.
+    pub missing_nodes: Vec<String>,
+    /// Every node reported and every client answered.
+    pub complete: bool,
+}
+
 /// Why a publish, a call or a cluster query failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HubError {
@@ -360,6 +375,37 @@ impl Hub {
                 "request_timeouts": s.request_timeouts.load(Ordering::Relaxed),
                 "reconnects": s.reconnects.load(Ordering::Relaxed),
             },
+        })
+    }
+
+    /// [`publish`](Self::publish), asking every recipient for an acknowledgement: each node
+    /// reports how many clients it sent to, then their answers come, until `timeout`.
+    pub async fn publish_with_acks(
+        &self,
+        rooms: &[String],
+        event: &str,
+        data: &Value,
+        bins: &[Bytes],
+        except: &[String],
+        timeout: Duration,
+    ) -> Result<Acks, HubError> {
+        let t0 = std::time::Instant::now();
+        let mut op = self.io.broadcast().timeout(timeout);
+        if !rooms.is_empty() {
+            op = op.to(rooms.to_vec());
+        }
+        if !except.is_empty() {
+            op = op.except(except.to_vec());
+        }
+        let r = op.emit_with_ack_args(event, vec![data.clone()], bins.to_vec()).await;
+        self.metrics.emit_latency.observe(t0.elapsed());
+        let a = r?;
+        Ok(Acks {
+            expected: a.expected,
+            missing: a.missing(),
+            complete: a.complete(),
+            missing_nodes: a.missing_nodes.iter().map(|n| self.peer_name(n)).collect(),
+            acks: a.responses.into_iter().map(|(_, r)| ack_value(r)).collect(),
         })
     }
 

@@ -178,6 +178,11 @@ struct EmitReq {
     users: Vec<String>,
     #[serde(default)]
     except: Vec<String>,
+    /// Ask every recipient for an acknowledgement and gather them (across nodes).
+    #[serde(default)]
+    ack: bool,
+    /// How long to wait for acknowledgements (capped by `api.max_call_timeout_ms`).
+    timeout_ms: Option<u64>,
 }
 
 async fn api_emit(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<EmitReq>) -> Response {
@@ -190,6 +195,16 @@ async fn api_emit(State(hub): State<Arc<Hub>>, ApiJson(r): ApiJson<EmitReq>) -> 
         Ok(x) => x,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
     };
+    if r.ack {
+        let timeout = Duration::from_millis(r.timeout_ms.unwrap_or(5000).min(hub.config.api.max_call_timeout_ms));
+        return match hub.publish_with_acks(&rooms, &r.event, &data, &bins, &r.except, timeout).await {
+            Ok(a) => json_response(
+                StatusCode::OK,
+                json!({"ok": a.complete, "delivered": a.expected, "acks": a.acks, "missing": a.missing, "missing_nodes": a.missing_nodes}),
+            ),
+            Err(e) => hub_error(e),
+        };
+    }
     match hub.publish(&rooms, &r.event, &data, &bins, &r.except).await {
         Ok(d) => {
             let nodes: serde_json::Map<String, Value> = d.nodes.iter().map(|(n, c)| (n.clone(), json!(c))).collect();

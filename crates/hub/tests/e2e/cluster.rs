@@ -251,6 +251,31 @@ async fn three_hubs_behind_round_robin_nginx_are_one_hub() {
     let (s, body) = call.await.unwrap();
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("\"name\":\"alice\""), "{body}");
+    // A publish with acks gathered across nodes: every member answers whoami.
+    let ack_call = tokio::spawn({
+        let addr = hubs[2].addr;
+        async move {
+            http(
+                addr,
+                "POST",
+                "/api/emit",
+                &[("Authorization", &format!("Bearer {API_KEY}"))],
+                &json!({"event": "whoami", "rooms": ["chat:users"], "data": {"q": 3}, "ack": true, "timeout_ms": 5000}),
+            )
+            .await
+        }
+    });
+    for w in ws.iter_mut() {
+        w.drain(Duration::from_millis(1500)).await;
+    }
+    let (s, body) = ack_call.await.unwrap();
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s, 200, "{r}");
+    assert_eq!((&r["ok"], &r["delivered"], &r["missing"]), (&json!(true), &json!(6), &json!(0)), "{r}");
+    let mut names: Vec<&str> = r["acks"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice", "bob", "carol", "dave", "erin", "frank"], "{r}");
+
     // Join, leave and disconnect by id, wherever the client is.
     let dave = clients.iter().find(|c| c["user"] == "dave").unwrap()["id"].as_str().unwrap().to_owned();
     let (s, r) = hubs[0].api("POST", "/api/join", json!({"ids": [dave], "room": "news"})).await;
@@ -367,4 +392,94 @@ async fn a_killed_node_leaves_the_cluster_and_requests_stop_waiting_for_it() {
     assert_eq!((s, &r["delivered"], &r["missing_nodes"]), (200, &json!(1), &json!([])), "{r}");
     let m = http(hubs[0].addr, "GET", "/metrics", &[], &Value::Null).await.1;
     assert!(m.contains("switchboard_bus_nodes 2"), "{m}");
+}
+
+/// Redis goes away under two hubs and comes back (security: C1–C3): local delivery goes on,
+/// cross-node operations answer 502 instead of pretending, the metrics and `/api/nodes` say
+/// so; once Redis is back the nodes resubscribe, the probe passes, and everything works again.
+#[tokio::test]
+async fn redis_outage_fails_loudly_and_heals() {
+    let Some(redis) = tokio::task::spawn_blocking(switchboard_test_support::start_redis).await.unwrap() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut hubs = Vec::new();
+    for i in 0..2 {
+        let name = format!("o{i}");
+        let args = ["--cluster-adapter", "redis", "--redis-url", url.as_str(), "--node-name", name.as_str()];
+        let cfg = "[cluster]\nheartbeat_interval_ms = 300\nheartbeat_timeout_ms = 5000\nrequest_timeout_ms = 2000\n";
+        hubs.push(Hub::start(&args, cfg).await);
+    }
+    let healthy = |h: &Hub| {
+        let addr = h.addr;
+        async move {
+            let (_, b) =
+                http(addr, "GET", "/api/nodes", &[("Authorization", &format!("Bearer {API_KEY}"))], &Value::Null).await;
+            serde_json::from_str::<Value>(&b)
+                .map(|v| (v["healthy"] == json!(true), v["nodes"].as_array().map_or(0, Vec::len)))
+                .unwrap_or((false, 0))
+        }
+    };
+    for _ in 0..100 {
+        if healthy(&hubs[0]).await == (true, 2) && healthy(&hubs[1]).await == (true, 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut a = ws_client(hubs[0].addr, &token("a", 600, &[])).await;
+    let mut b = ws_client(hubs[1].addr, &token("b", 600, &[])).await;
+    let (s, r) = hubs[0].api("POST", "/api/emit", json!({"event": "notification", "data": 1})).await;
+    assert_eq!((s, &r["delivered"]), (200, &json!(2)), "{r}");
+    until(&mut a, "notification").await;
+    until(&mut b, "notification").await;
+
+    let mut redis = redis;
+    redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    let (s, r) = hubs[0].api("POST", "/api/emit", json!({"event": "notification", "data": 2})).await;
+    assert_eq!(s, 502, "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains("only this node's clients"), "{r}");
+    // The local client still got it (C3).
+    assert!(until(&mut a, "notification").await.contains("\"data\":2"));
+    let (s, r) = hubs[1].api("GET", "/api/sockets", Value::Null).await;
+    assert_eq!(s, 502, "{r}");
+    let mut noticed = false;
+    for _ in 0..50 {
+        if !healthy(&hubs[0]).await.0 {
+            noticed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(noticed, "/api/nodes still says healthy");
+    let m = http(hubs[0].addr, "GET", "/metrics", &[], &Value::Null).await.1;
+    assert!(m.contains("switchboard_bus_healthy 0"), "{m}");
+    assert!(!m.contains("switchboard_bus_publish_errors_total 0\n"), "{m}");
+
+    let _redis = tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    let mut back = false;
+    for _ in 0..150 {
+        if healthy(&hubs[0]).await.0 && healthy(&hubs[1]).await.0 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the nodes did not recover");
+    let (s, r) = hubs[1].api("POST", "/api/emit", json!({"event": "notification", "data": 3})).await;
+    assert_eq!((s, &r["delivered"], &r["missing_nodes"]), (200, &json!(2), &json!([])), "{r}");
+    assert!(until(&mut a, "notification").await.contains("\"data\":3"));
+    assert!(until(&mut b, "notification").await.contains("\"data\":3"));
+    let m = http(hubs[1].addr, "GET", "/metrics", &[], &Value::Null).await.1;
+    assert!(!m.contains("switchboard_bus_reconnects_total 0\n"), "{m}");
 }
