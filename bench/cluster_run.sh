@@ -12,6 +12,8 @@
 #   ROUNDS=1 CONNS=2000 bash bench/cluster_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ulimit -n "$(ulimit -Hn)"
 ROUNDS=${ROUNDS:-3}
@@ -32,14 +34,6 @@ command -v redis-server >/dev/null || { echo "redis-server is needed"; exit 1; }
 LOAD="taskset -c 1 target/release/switchboard-sioload"
 RPORT=7400
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 server_cmd() { # impl port
   local url="redis://127.0.0.1:$RPORT"

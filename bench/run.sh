@@ -9,6 +9,8 @@
 #   QUICK=1 bash bench/run.sh    # shorter runs, no 100k test
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ulimit -n "$(ulimit -Hn)"
 DUR=${DUR:-6}
@@ -28,15 +30,6 @@ cargo build --release -q -p switchboard-bench --bin switchboard-loadgen --exampl
 LOADGEN=target/release/switchboard-loadgen
 PORT=9301
 SERVER_PID=
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server on port $1 did not start" >&2
-  return 1
-}
 
 start() { # name
   PORT=$((PORT + 1))

@@ -9,6 +9,8 @@
 #   ROUNDS=1 CONNS=2000 bash bench/sio_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ulimit -n "$(ulimit -Hn)"
 ROUNDS=${ROUNDS:-3}
@@ -32,14 +34,6 @@ declare -A CMD=(
 )
 declare -A PORT=([switchboard]=7101 [socketioxide]=7102 [node]=7103)
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server on port $1 did not start" >&2
-  return 1
-}
 
 run_one() { # server mode args...
   local name=$1 mode=$2; shift 2

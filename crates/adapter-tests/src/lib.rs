@@ -86,7 +86,11 @@ impl Drop for Cluster {
     }
 }
 
-fn handlers(node: usize) -> Handlers {
+/// The handlers every node of a scenario runs: on connect, `data = {node, name}` (the name
+/// from `auth`); `join` (ack `"joined"`), `to` `{room, event, data}` (to the room without the
+/// sender, ack `"sent"`); server events `whoami` (answers `{node, args}`) and `sbonly` (answers
+/// `{node}`; Node.js servers in a mixed cluster have no handler for it).
+pub fn handlers(node: usize) -> Handlers {
     Handlers::new()
         .on_connect(move |s| async move {
             let name = s.auth().get("name").cloned().unwrap_or(Value::Null);
@@ -107,6 +111,9 @@ fn handlers(node: usize) -> Handlers {
         })
         .on_server_event("whoami", move |mut ev| async move {
             ev.ack(json!({ "node": node, "args": ev.args }));
+        })
+        .on_server_event("sbonly", move |mut ev| async move {
+            ev.ack(json!({ "node": node }));
         })
 }
 

@@ -437,6 +437,14 @@ impl ClusterAdapter {
     fn sel(opts: &BroadcastOptions) -> Selector {
         Selector { opts: opts.clone(), timeout_ms: None }
     }
+
+    /// Publishes `msg` to every node of the namespace, unless the operation is `local`.
+    async fn publish_unless_local(&self, opts: &BroadcastOptions, msg: Message) -> Result<(), AdapterError> {
+        if opts.local {
+            return Ok(());
+        }
+        self.inner.publish(self.nsp(), Target::Main, msg).await
+    }
 }
 
 async fn rooms_deleted(inner: &Inner, nsp: &str, rooms: Vec<Room>) {
@@ -726,10 +734,7 @@ impl Adapter for ClusterAdapter {
                 before_join(&self.inner, &self.shared, &rooms).await;
             }
             self.shared.local.add_selected(ns, opts, &rooms);
-            if opts.local {
-                return Ok(());
-            }
-            self.inner.publish(self.nsp(), Target::Main, Message::SocketsJoin { sel: Self::sel(opts), rooms }).await
+            self.publish_unless_local(opts, Message::SocketsJoin { sel: Self::sel(opts), rooms }).await
         })
     }
 
@@ -742,10 +747,7 @@ impl Adapter for ClusterAdapter {
         Box::pin(async move {
             let deleted = self.shared.local.del_selected(ns, opts, &rooms);
             self.rooms_deleted(deleted).await;
-            if opts.local {
-                return Ok(());
-            }
-            self.inner.publish(self.nsp(), Target::Main, Message::SocketsLeave { sel: Self::sel(opts), rooms }).await
+            self.publish_unless_local(opts, Message::SocketsLeave { sel: Self::sel(opts), rooms }).await
         })
     }
 
@@ -757,11 +759,7 @@ impl Adapter for ClusterAdapter {
     ) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
             self.shared.local.disconnect_selected(ns, opts, close);
-            if opts.local {
-                return Ok(());
-            }
-            let msg = Message::DisconnectSockets { sel: Self::sel(opts), close };
-            self.inner.publish(self.nsp(), Target::Main, msg).await
+            self.publish_unless_local(opts, Message::DisconnectSockets { sel: Self::sel(opts), close }).await
         })
     }
 
@@ -1089,13 +1087,7 @@ async fn on_emitter_request(inner: &Arc<Inner>, nsp: &str, payload: &Bytes) {
         }
     };
     inner.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-    let from = NodeId::from("emitter");
-    let msg = match m {
-        EmitterMessage::SocketsJoin { sel, rooms } => Message::SocketsJoin { sel, rooms },
-        EmitterMessage::SocketsLeave { sel, rooms } => Message::SocketsLeave { sel, rooms },
-        EmitterMessage::DisconnectSockets { sel, close } => Message::DisconnectSockets { sel, close },
-        EmitterMessage::ServerSideEmit { packet } => Message::ServerSideEmit { packet, request_id: None },
-        EmitterMessage::Broadcast { .. } => return,
-    };
-    apply(inner, &shared, &ns, from, msg).await;
+    if let EmitterMessage::Request(msg) = m {
+        apply(inner, &shared, &ns, NodeId::from("emitter"), msg).await;
+    }
 }

@@ -462,32 +462,8 @@ pub enum EmitterMessage {
         sel: Selector,
     },
     /// A request (JSON on `{key}-request#{N}#`): join (2), leave (3), disconnect (4), server
-    /// side emit (6).
-    SocketsJoin {
-        /// Who.
-        sel: Selector,
-        /// Which rooms.
-        rooms: Vec<Room>,
-    },
-    /// Selected sockets leave.
-    SocketsLeave {
-        /// Who.
-        sel: Selector,
-        /// Which rooms.
-        rooms: Vec<Room>,
-    },
-    /// Selected sockets are disconnected.
-    DisconnectSockets {
-        /// Who.
-        sel: Selector,
-        /// Their whole connection.
-        close: bool,
-    },
-    /// A server-side event, fire and forget.
-    ServerSideEmit {
-        /// `[event, arg…]`.
-        packet: Vec<Value>,
-    },
+    /// side emit (6, fire and forget), as the node-protocol message it amounts to.
+    Request(Message),
 }
 
 impl EmitterMessage {
@@ -513,23 +489,20 @@ impl EmitterMessage {
         } else {
             crate::msgpack::to_json(bytes)?.0
         };
-        match v.get("type").and_then(Value::as_u64) {
-            Some(2) => {
-                Ok(EmitterMessage::SocketsJoin { sel: selector_of(v.get("opts")), rooms: rooms_of(v.get("rooms")) })
-            }
-            Some(3) => {
-                Ok(EmitterMessage::SocketsLeave { sel: selector_of(v.get("opts")), rooms: rooms_of(v.get("rooms")) })
-            }
-            Some(4) => Ok(EmitterMessage::DisconnectSockets {
+        let msg = match v.get("type").and_then(Value::as_u64) {
+            Some(2) => Message::SocketsJoin { sel: selector_of(v.get("opts")), rooms: rooms_of(v.get("rooms")) },
+            Some(3) => Message::SocketsLeave { sel: selector_of(v.get("opts")), rooms: rooms_of(v.get("rooms")) },
+            Some(4) => Message::DisconnectSockets {
                 sel: selector_of(v.get("opts")),
                 close: v.get("close").and_then(Value::as_bool).unwrap_or(false),
-            }),
+            },
             Some(6) => {
                 let packet = v.get("data").and_then(Value::as_array).cloned().ok_or(DecodeError::Shape("data"))?;
-                Ok(EmitterMessage::ServerSideEmit { packet })
+                Message::ServerSideEmit { packet, request_id: None }
             }
-            _ => Err(DecodeError::Shape("unsupported request type")),
-        }
+            _ => return Err(DecodeError::Shape("unsupported request type")),
+        };
+        Ok(EmitterMessage::Request(msg))
     }
 }
 
@@ -660,8 +633,8 @@ mod tests {
         assert_eq!(sel.opts.rooms, vec![Room::from("r")]);
         let join =
             EmitterMessage::decode_request(br#"{"type":2,"opts":{"rooms":["a"],"except":[]},"rooms":["b"]}"#, 1024);
-        assert!(matches!(join, Ok(EmitterMessage::SocketsJoin { .. })));
+        assert!(matches!(join, Ok(EmitterMessage::Request(Message::SocketsJoin { .. }))));
         let sse = EmitterMessage::decode_request(br#"{"uid":"emitter","type":6,"data":["hello",1]}"#, 1024);
-        assert!(matches!(sse, Ok(EmitterMessage::ServerSideEmit { .. })));
+        assert!(matches!(sse, Ok(EmitterMessage::Request(Message::ServerSideEmit { request_id: None, .. }))));
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use switchboard_adapter_tests::{wait_until, Client};
+use switchboard_adapter_tests::{handlers, wait_until, Client};
 use switchboard_cluster::{redis, ClusterConfig};
-use switchboard_socketio::{Handlers, SocketIo};
+use switchboard_socketio::SocketIo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 struct NodeServer {
@@ -62,26 +62,6 @@ impl NodeServer {
             }
         }
     }
-}
-
-fn handlers(node: usize) -> Handlers {
-    Handlers::new()
-        .on_connect(move |s| async move {
-            let name = s.auth().get("name").cloned().unwrap_or(Value::Null);
-            s.set_data(json!({ "node": node, "name": name }));
-        })
-        .on("join", |s, mut ev| async move {
-            let room: String = ev.data().unwrap_or_default();
-            let _ = s.join(room.as_str()).await;
-            let _ = ev.ack(&"joined");
-        })
-        .on_server_event("whoami", move |mut ev| async move {
-            ev.ack(json!({ "node": node, "args": ev.args }));
-        })
-        // Only Switchboard nodes answer this one: the Node server never does.
-        .on_server_event("sbonly", move |mut ev| async move {
-            ev.ack(json!({ "node": node }));
-        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

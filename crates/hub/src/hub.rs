@@ -13,8 +13,8 @@ use switchboard_cluster::Cluster;
 use switchboard_socketio::engineio::{EngineConfig, ErrorCode, Sid};
 use switchboard_socketio::packet::PacketType;
 use switchboard_socketio::{
-    AckResponse, AdapterError, ConnInfo, ConnectError, EmitError, Handlers, Outgoing, Socket, SocketIo, SocketIoConfig,
-    SocketSink,
+    AckResponse, AdapterError, BroadcastOperator, ConnInfo, ConnectError, EmitError, Handlers, Outgoing, Socket,
+    SocketIo, SocketIoConfig, SocketSink,
 };
 use switchboard_ws::proto::handshake::server::OriginPolicy;
 use tokio::sync::{mpsc, RwLock};
@@ -309,15 +309,8 @@ impl Hub {
         except: &[String],
     ) -> Result<Delivery, HubError> {
         let t0 = std::time::Instant::now();
-        let mut op = self.io.broadcast();
-        if !rooms.is_empty() {
-            op = op.to(rooms.to_vec());
-        }
-        if !except.is_empty() {
-            op = op.except(except.to_vec());
-        }
         let timeout = self.cluster.as_ref().map_or(Duration::from_secs(5), |c| c.config().request_timeout);
-        let r = op.timeout(timeout).emit_counted(event, vec![data.clone()], bins.to_vec()).await;
+        let r = self.operator(rooms, except, timeout).emit_counted(event, vec![data.clone()], bins.to_vec()).await;
         self.metrics.emit_latency.observe(t0.elapsed());
         match r {
             Ok(rep) => {
@@ -390,14 +383,8 @@ impl Hub {
         timeout: Duration,
     ) -> Result<Acks, HubError> {
         let t0 = std::time::Instant::now();
-        let mut op = self.io.broadcast().timeout(timeout);
-        if !rooms.is_empty() {
-            op = op.to(rooms.to_vec());
-        }
-        if !except.is_empty() {
-            op = op.except(except.to_vec());
-        }
-        let r = op.emit_with_ack_args(event, vec![data.clone()], bins.to_vec()).await;
+        let r =
+            self.operator(rooms, except, timeout).emit_with_ack_args(event, vec![data.clone()], bins.to_vec()).await;
         self.metrics.emit_latency.observe(t0.elapsed());
         let a = r?;
         Ok(Acks {
@@ -407,6 +394,18 @@ impl Hub {
             missing_nodes: a.missing_nodes.iter().map(|n| self.peer_name(n)).collect(),
             acks: a.responses.into_iter().map(|(_, r)| ack_value(r)).collect(),
         })
+    }
+
+    /// A broadcast on the main namespace to `rooms` (everyone when empty) minus `except`.
+    fn operator(&self, rooms: &[String], except: &[String], timeout: Duration) -> BroadcastOperator {
+        let mut op = self.io.broadcast().timeout(timeout);
+        if !rooms.is_empty() {
+            op = op.to(rooms.to_vec());
+        }
+        if !except.is_empty() {
+            op = op.except(except.to_vec());
+        }
+        op
     }
 
     /// This node's name for listings.
