@@ -1497,7 +1497,7 @@ async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
     // Refused (no token): exits 1 with the reason instead of sitting at the prompt.
     let child = interactive(hub.url());
     let out =
-        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("still running").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("still running").unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !out.status.success() && text.contains("refused") && text.contains("token_missing"),
@@ -1511,7 +1511,7 @@ async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
     let id = r["clients"][0]["id"].as_str().unwrap().to_owned();
     hub.api("POST", "/api/disconnect", json!({"ids": [id]})).await;
     let out =
-        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("still running").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("still running").unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("disconnected by the server"), "{:?} {text}", out.status);
 }
