@@ -50,6 +50,11 @@ pub struct ClusterConfig {
     /// Most answers queued per request (a broadcast with acks gets one per socket); more are
     /// dropped and counted. Default 65,536.
     pub max_answers_per_request: usize,
+    /// Subscribe each local socket's own channel (`{p}#{N}#{socket id}#`), where a Node.js
+    /// server on the sharded adapter (`dynamic` mode) sends `io.to(<socket id>)`: needed when
+    /// Node servers share the cluster, at the cost of one subscription per socket. Default
+    /// off (Switchboard nodes send to socket ids on the main channel).
+    pub socket_channels: bool,
 }
 
 impl Default for ClusterConfig {
@@ -63,6 +68,7 @@ impl Default for ClusterConfig {
             request_timeout: Duration::from_secs(5),
             max_pending_requests: 1024,
             max_answers_per_request: 65_536,
+            socket_channels: false,
         }
     }
 }
@@ -90,6 +96,12 @@ impl ClusterConfig {
     /// Sets [`request_timeout`](Self::request_timeout).
     pub fn with_request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
+        self
+    }
+
+    /// Sets [`socket_channels`](Self::socket_channels).
+    pub fn with_socket_channels(mut self, on: bool) -> Self {
+        self.socket_channels = on;
         self
     }
 
@@ -499,6 +511,18 @@ impl Adapter for ClusterAdapter {
         Box::pin(async move { self.inner.publish(self.nsp(), Target::Main, Message::AdapterClose).await })
     }
 
+    fn socket_connected<'a>(&'a self, _ns: &'a Namespace, sid: Sid) -> AdapterFuture<'a, ()> {
+        Box::pin(async move {
+            if self.inner.config.socket_channels && self.inner.transport.has_room_channels() {
+                let ch = sid.to_string();
+                if let Err(e) = self.inner.transport.subscribe_room(self.nsp(), &ch).await {
+                    tracing::warn!(error = %e, "cluster socket channel subscription failed");
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn add_all<'a>(&'a self, _ns: &'a Namespace, sid: Sid, rooms: Vec<Room>) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
             before_join(&self.inner, &self.shared, &rooms).await;
@@ -519,6 +543,9 @@ impl Adapter for ClusterAdapter {
         let deleted = self.shared.local.leave_all(sid);
         Box::pin(async move {
             self.rooms_deleted(deleted).await;
+            if self.inner.config.socket_channels && self.inner.transport.has_room_channels() {
+                let _ = self.inner.transport.unsubscribe_room(self.nsp(), &sid.to_string()).await;
+            }
             Ok(())
         })
     }

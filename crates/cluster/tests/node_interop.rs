@@ -82,7 +82,8 @@ async fn node_and_switchboard_form_one_cluster() {
         let cfg = redis::RedisConfig::new("redis://127.0.0.1:6379")
             .with_channel_prefix(prefix.clone())
             .with_emitter_key(prefix.clone());
-        let cluster = redis::connect(cfg, ClusterConfig::default()).await.unwrap();
+        // Node servers share this cluster: subscribe each socket's own channel too.
+        let cluster = redis::connect(cfg, ClusterConfig::default().with_socket_channels(true)).await.unwrap();
         let io = SocketIo::builder().adapter(cluster.adapter_factory()).ns("/", handlers(i)).build();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -118,6 +119,11 @@ async fn node_and_switchboard_form_one_cluster() {
         assert_eq!(c.expect("from-node").await.1, vec![json!("x"), json!({"y": 2})]);
         c.expect("to-all").await;
     }
+    // Node → one of our sockets by id: Node's dynamic mode sends it on that socket's channel.
+    node.cmd(json!({"cmd": "emit", "room": a.sid, "event": "direct", "args": ["to a"]})).await;
+    assert_eq!(a.expect("direct").await.1, vec![json!("to a")]);
+    b.expect_nothing().await;
+
     // Binary both ways.
     node.cmd(json!({"cmd": "emit", "event": "bin", "args": [{"$buffer": [1, 2, 3]}]})).await;
     for c in [&mut a, &mut b] {

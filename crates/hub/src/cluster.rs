@@ -29,7 +29,8 @@ pub async fn connect(cfg: &Config, local: SocketAddr) -> Result<Option<Cluster>,
         .with_node_info(json!({ "advertise": advertise }))
         .with_heartbeat(Duration::from_millis(c.heartbeat_interval_ms), Duration::from_millis(c.heartbeat_timeout_ms))
         .with_request_timeout(Duration::from_millis(c.request_timeout_ms))
-        .with_max_message_bytes(c.max_message_bytes);
+        .with_max_message_bytes(c.max_message_bytes)
+        .with_socket_channels(c.socket_channels);
     let r = redis::RedisConfig::new(c.redis_url.clone())
         .with_channel_prefix(c.channel_prefix.clone())
         .with_emitter_key(c.emitter_key.clone());

@@ -60,6 +60,10 @@ pub struct ClusterCfg {
     pub heartbeat_timeout_ms: u64,
     /// Largest bus message decoded, in bytes; larger ones are dropped and counted.
     pub max_message_bytes: usize,
+    /// Subscribe each client's own channel, where Node.js servers on the sharded adapter send
+    /// `io.to(<socket id>)`: turn on when Node servers share the cluster (one subscription per
+    /// client).
+    pub socket_channels: bool,
 }
 
 /// `[hooks]`: application logic in a backend, without writing Rust (see `docs/hub.md`).

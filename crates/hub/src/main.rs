@@ -258,10 +258,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve(a) => serve(a).await,
             Cmd::Connect(a) => connect::run(a).await,
         }
-    })
+    });
+    // Do not wait for blocking tasks: `connect`'s terminal reader may be parked on a read that
+    // only a new line would end.
+    rt.shutdown_background();
+    code
 }

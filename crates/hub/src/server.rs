@@ -455,6 +455,8 @@ async fn run_ws_client(
     let info = switchboard_socketio::ConnInfo { query: query.into(), remote: Some(SocketAddr::new(ip, 0)) };
     let Some(client) = hub.add_ws(ident.clone(), tx, info) else { return };
     let cid = client.id().to_string();
+    let ns = client.socket.ns().clone();
+    let _ = ns.adapter().socket_connected(&ns, client.id()).await;
     tracing::info!(client = cid, user = ident.sub, %ip, "ws client connected");
     let mut rooms = vec![format!("user:{}", ident.sub)];
     rooms.extend(ident.rooms.iter().cloned());

@@ -1495,9 +1495,13 @@ async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
             .unwrap()
     };
     // Refused (no token): exits 1 with the reason instead of sitting at the prompt.
-    let child = interactive(hub.url());
+    // The terminal stays open (stdin held) until the process ends: an end of input would be
+    // another reason to exit.
+    let mut child = interactive(hub.url());
+    let stdin = child.stdin.take();
     let out =
         tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("still running").unwrap();
+    drop(stdin);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !out.status.success() && text.contains("refused") && text.contains("token_missing"),
@@ -1505,13 +1509,15 @@ async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
         out.status
     );
     // Disconnected by the server: exits 1 with the reason.
-    let child = interactive(format!("{} --token {}", hub.url(), token("ivy", 600, &[])));
+    let mut child = interactive(format!("{} --token {}", hub.url(), token("ivy", 600, &[])));
+    let stdin = child.stdin.take();
     clients_become(&hub, 1).await;
     let (_, r) = hub.api("GET", "/api/sockets", Value::Null).await;
     let id = r["clients"][0]["id"].as_str().unwrap().to_owned();
     hub.api("POST", "/api/disconnect", json!({"ids": [id]})).await;
     let out =
         tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("still running").unwrap();
+    drop(stdin);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("disconnected by the server"), "{:?} {text}", out.status);
 }

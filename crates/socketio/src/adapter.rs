@@ -227,6 +227,12 @@ pub trait Adapter: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// A socket of this node is connecting (called before it is visible and before its
+    /// CONNECT reply). Default: nothing.
+    fn socket_connected<'a>(&'a self, _ns: &'a Namespace, _sid: Sid) -> AdapterFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Adds `sid` to `rooms`.
     fn add_all<'a>(&'a self, ns: &'a Namespace, sid: Sid, rooms: Vec<Room>) -> AdapterFuture<'a, ()>;
     /// Removes `sid` from `rooms`.

@@ -259,6 +259,9 @@ impl IoHandler {
             if session.is_closed() {
                 return;
             }
+            // The adapter first (a cluster adapter may subscribe the socket's own channel), so
+            // that anything sent to the socket once the client is connected reaches it.
+            let _ = ns.adapter().socket_connected(&ns, socket.id()).await;
             socket.0.connected.store(true, Ordering::Release);
             ns.insert_socket(socket.clone());
             session.data().sockets.lock().push(socket.clone());
