@@ -169,7 +169,6 @@ pub(crate) struct Inner {
     stats: BusStats,
     /// When this node last received its own heartbeat back: the end-to-end probe.
     last_echo: Mutex<Option<Instant>>,
-    connected: std::sync::atomic::AtomicBool,
 }
 
 /// This process as a node of the cluster. Cheap to clone.
@@ -212,7 +211,6 @@ impl Cluster {
             deaths,
             stats: BusStats::default(),
             last_echo: Mutex::new(None),
-            connected: std::sync::atomic::AtomicBool::new(true),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), incoming));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
@@ -250,15 +248,12 @@ impl Cluster {
             .collect()
     }
 
-    /// Whether the bus works end to end: the broker connection is up and this node's last
-    /// heartbeat came back within two heartbeat intervals.
+    /// Whether the bus works end to end: this node's last heartbeat went through the broker
+    /// and came back within two heartbeat intervals (plus a second), which proves the
+    /// connection, the publish path and the subscriptions at once.
     pub fn healthy(&self) -> bool {
-        let fresh = self
-            .0
-            .last_echo
-            .lock()
-            .is_some_and(|t| t.elapsed() < self.0.config.heartbeat_interval * 2 + Duration::from_secs(1));
-        fresh && self.0.connected.load(Ordering::Acquire)
+        let limit = self.0.config.heartbeat_interval * 2 + Duration::from_secs(1);
+        self.0.last_echo.lock().is_some_and(|t| t.elapsed() < limit)
     }
 
     /// The adapter factory for [`SocketIoBuilder::adapter`](switchboard_socketio::SocketIoBuilder::adapter).
@@ -927,7 +922,6 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
             }
             Incoming::Reconnected => {
                 inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                inner.connected.store(true, Ordering::Release);
                 tracing::info!("cluster bus reconnected; subscriptions restored");
                 // Probe at once: the heartbeat's echo proves the path works again.
                 let names: Vec<String> = inner.namespaces.read().keys().cloned().collect();
@@ -940,7 +934,6 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
                 });
             }
             Incoming::Disconnected(e) => {
-                inner.connected.store(false, Ordering::Release);
                 tracing::warn!(error = %e, "cluster bus connection error");
             }
         }
