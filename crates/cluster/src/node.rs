@@ -274,7 +274,13 @@ impl Cluster {
 
 impl Inner {
     async fn publish(&self, nsp: &str, to: Target<'_>, msg: Message) -> Result<(), AdapterError> {
-        let bytes = Envelope { uid: self.uid.to_string(), nsp: nsp.to_owned(), msg }.encode();
+        self.publish_ref(nsp, to, &msg).await
+    }
+
+    /// [`publish`](Self::publish) of a message the caller keeps (a broadcast's packet, which
+    /// it then delivers locally without a copy).
+    async fn publish_ref(&self, nsp: &str, to: Target<'_>, msg: &Message) -> Result<(), AdapterError> {
+        let bytes = crate::protocol::encode_message(&self.uid, nsp, msg);
         if bytes.len() > self.config.max_message_bytes {
             self.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
             return Err(AdapterError::Bus(BusError::TooLarge(bytes.len()).to_string()));
@@ -483,6 +489,18 @@ async fn before_join(inner: &Inner, shared: &NsShared, rooms: &[Room]) {
     }
 }
 
+/// The longest another node may make this one wait for its sockets' acks (60 s).
+const MAX_REMOTE_ACK_WAIT_MS: u64 = 60_000;
+
+/// The packet of a broadcast message (what `publish_ref` left with the caller).
+fn into_packet(msg: Message) -> BroadcastPacket {
+    match msg {
+        Message::Broadcast { packet, .. } => packet,
+        // Only ever called on the broadcast the caller built.
+        _ => BroadcastPacket { data: Value::Array(Vec::new()), binary: Vec::new() },
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -580,19 +598,19 @@ impl Adapter for ClusterAdapter {
         opts: &'a BroadcastOptions,
     ) -> AdapterFuture<'a, usize> {
         Box::pin(async move {
-            let encoded = packet.encode(ns.name(), None);
-            let published = if opts.local {
-                Ok(())
+            let (packet, published) = if opts.local {
+                (packet, Ok(()))
             } else {
                 let to = match opts.rooms.as_slice() {
                     [room] if !is_socket_room(room) => Target::Room(room),
                     _ => Target::Main,
                 };
                 let msg = Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: None };
-                self.inner.publish(self.nsp(), to, msg).await
+                let r = self.inner.publish_ref(self.nsp(), to, &msg).await;
+                (into_packet(msg), r)
             };
             // The local delivery happens whatever the bus did (security: C3).
-            let n = self.shared.local.deliver(ns, &encoded, opts);
+            let n = self.shared.local.deliver(ns, &packet.into_encoded(ns.name(), None), opts);
             published.map(|()| n)
         })
     }
@@ -605,10 +623,9 @@ impl Adapter for ClusterAdapter {
         timeout: Duration,
     ) -> AdapterFuture<'a, BroadcastReport> {
         Box::pin(async move {
-            let encoded = packet.encode(ns.name(), None);
             if opts.local {
                 return Ok(BroadcastReport {
-                    local: self.shared.local.deliver(ns, &encoded, opts),
+                    local: self.shared.local.deliver(ns, &packet.into_encoded(ns.name(), None), opts),
                     ..Default::default()
                 });
             }
@@ -618,8 +635,8 @@ impl Adapter for ClusterAdapter {
             // On the main channel, so that every node answers (0 when it has no member).
             let msg =
                 Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: Some(id.clone()) };
-            let published = self.inner.publish(self.nsp(), Target::Main, msg).await;
-            let local = self.shared.local.deliver(ns, &encoded, opts);
+            let published = self.inner.publish_ref(self.nsp(), Target::Main, &msg).await;
+            let local = self.shared.local.deliver(ns, &into_packet(msg).into_encoded(ns.name(), None), opts);
             if let Err(e) = published {
                 self.inner.unregister(&id);
                 return Err(e);
@@ -999,7 +1016,7 @@ async fn apply(inner: &Arc<Inner>, shared: &Arc<NsShared>, ns: &Arc<Namespace>, 
         Message::Heartbeat(_) => {}
         Message::AdapterClose => inner.node_gone(&from),
         Message::Broadcast { packet, sel, request_id: None, count_request } => {
-            let n = shared.local.deliver(ns, &packet.encode(ns.name(), None), &sel.opts);
+            let n = shared.local.deliver(ns, &packet.into_encoded(ns.name(), None), &sel.opts);
             if let Some(id) = count_request {
                 let i = inner.clone();
                 tokio::spawn(async move {
@@ -1009,7 +1026,8 @@ async fn apply(inner: &Arc<Inner>, shared: &Arc<NsShared>, ns: &Arc<Namespace>, 
             }
         }
         Message::Broadcast { packet, sel, request_id: Some(id), .. } => {
-            let timeout = Duration::from_millis(sel.timeout_ms.unwrap_or(5000).min(600_000));
+            // Another node's timeout, capped: a flood of requests cannot park acks for long.
+            let timeout = Duration::from_millis(sel.timeout_ms.unwrap_or(5000).min(MAX_REMOTE_ACK_WAIT_MS));
             let waits = shared.local.deliver_with_ack(ns, &packet, &sel.opts, timeout);
             inner.stats.requests_served.fetch_add(1, Ordering::Relaxed);
             let i = inner.clone();
@@ -1089,7 +1107,7 @@ fn on_emitter_broadcast(inner: &Arc<Inner>, nsp: &str, room: Option<String>, pay
     match EmitterMessage::decode_broadcast(payload, inner.config.max_message_bytes) {
         Ok(EmitterMessage::Broadcast { nsp: pnsp, packet, sel }) if pnsp == nsp => {
             inner.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-            shared.local.deliver(&ns, &packet.encode(ns.name(), None), &sel.opts);
+            shared.local.deliver(&ns, &packet.into_encoded(ns.name(), None), &sel.opts);
         }
         _ => {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);

@@ -279,74 +279,80 @@ fn packet_of(v: Option<&Value>, binary: Vec<Bytes>) -> Result<BroadcastPacket, D
     }
 }
 
+/// Encodes a message from node `uid` on namespace `nsp` for the wire (what [`Envelope::encode`]
+/// writes), without owning it: the publisher keeps its packet for its own delivery.
+pub fn encode_message(uid: &str, nsp: &str, msg: &Message) -> Bytes {
+    let (data, binary): (Option<Value>, &[Bytes]) = match msg {
+        Message::InitialHeartbeat | Message::AdapterClose => (None, &[]),
+        Message::Heartbeat(info) => (info.clone(), &[]),
+        Message::Broadcast { packet, sel, request_id, count_request } => {
+            let mut d = json!({
+                "packet": { "type": 2, "data": packet.data, "nsp": nsp },
+                "opts": opts_json(sel),
+            });
+            if let Some(id) = request_id {
+                d["requestId"] = json!(id);
+            }
+            if let Some(id) = count_request {
+                d["countRequestId"] = json!(id);
+            }
+            (Some(d), &packet.binary)
+        }
+        Message::SocketsJoin { sel, rooms } | Message::SocketsLeave { sel, rooms } => {
+            let rooms: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+            (Some(json!({ "opts": opts_json(sel), "rooms": rooms })), &[])
+        }
+        Message::DisconnectSockets { sel, close } => (Some(json!({ "opts": opts_json(sel), "close": close })), &[]),
+        Message::FetchSockets { sel, request_id } => {
+            (Some(json!({ "opts": opts_json(sel), "requestId": request_id })), &[])
+        }
+        Message::FetchSocketsResponse { request_id, sockets } => {
+            (Some(json!({ "requestId": request_id, "sockets": sockets })), &[])
+        }
+        Message::ServerSideEmit { packet, request_id } => {
+            let mut d = json!({ "packet": packet });
+            if let Some(id) = request_id {
+                d["requestId"] = json!(id);
+            }
+            (Some(d), &[])
+        }
+        Message::ServerSideEmitResponse { request_id, packet } => {
+            (Some(json!({ "requestId": request_id, "packet": packet })), &[])
+        }
+        Message::BroadcastClientCount { request_id, count } => {
+            (Some(json!({ "requestId": request_id, "clientCount": count })), &[])
+        }
+        Message::BroadcastAck { request_id, args, binary, sid } => {
+            // Node reads `packet` (the first argument); Switchboard nodes read all of them.
+            let mut d = json!({
+                "requestId": request_id,
+                "packet": args.first().cloned().unwrap_or(Value::Null),
+                "args": args,
+            });
+            if let Some(sid) = sid {
+                d["sid"] = json!(sid);
+            }
+            (Some(d), binary)
+        }
+    };
+    let mut env = json!({ "uid": uid, "nsp": nsp, "type": msg.kind() });
+    if let Some(d) = data {
+        env["data"] = d;
+    }
+    if binary.is_empty() {
+        Bytes::from(env.to_string())
+    } else {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &crate::msgpack::from_json(&env, binary));
+        Bytes::from(out)
+    }
+}
+
 impl Envelope {
     /// Encodes for the wire: JSON, or MessagePack when binary is present.
     pub fn encode(&self) -> Bytes {
-        let (data, binary): (Option<Value>, &[Bytes]) = match &self.msg {
-            Message::InitialHeartbeat | Message::AdapterClose => (None, &[]),
-            Message::Heartbeat(info) => (info.clone(), &[]),
-            Message::Broadcast { packet, sel, request_id, count_request } => {
-                let mut d = json!({
-                    "packet": { "type": 2, "data": packet.data, "nsp": self.nsp },
-                    "opts": opts_json(sel),
-                });
-                if let Some(id) = request_id {
-                    d["requestId"] = json!(id);
-                }
-                if let Some(id) = count_request {
-                    d["countRequestId"] = json!(id);
-                }
-                (Some(d), &packet.binary)
-            }
-            Message::SocketsJoin { sel, rooms } | Message::SocketsLeave { sel, rooms } => {
-                let rooms: Vec<&str> = rooms.iter().map(|r| &**r).collect();
-                (Some(json!({ "opts": opts_json(sel), "rooms": rooms })), &[])
-            }
-            Message::DisconnectSockets { sel, close } => (Some(json!({ "opts": opts_json(sel), "close": close })), &[]),
-            Message::FetchSockets { sel, request_id } => {
-                (Some(json!({ "opts": opts_json(sel), "requestId": request_id })), &[])
-            }
-            Message::FetchSocketsResponse { request_id, sockets } => {
-                (Some(json!({ "requestId": request_id, "sockets": sockets })), &[])
-            }
-            Message::ServerSideEmit { packet, request_id } => {
-                let mut d = json!({ "packet": packet });
-                if let Some(id) = request_id {
-                    d["requestId"] = json!(id);
-                }
-                (Some(d), &[])
-            }
-            Message::ServerSideEmitResponse { request_id, packet } => {
-                (Some(json!({ "requestId": request_id, "packet": packet })), &[])
-            }
-            Message::BroadcastClientCount { request_id, count } => {
-                (Some(json!({ "requestId": request_id, "clientCount": count })), &[])
-            }
-            Message::BroadcastAck { request_id, args, binary, sid } => {
-                // Node reads `packet` (the first argument); Switchboard nodes read all of them.
-                let mut d = json!({
-                    "requestId": request_id,
-                    "packet": args.first().cloned().unwrap_or(Value::Null),
-                    "args": args,
-                });
-                if let Some(sid) = sid {
-                    d["sid"] = json!(sid);
-                }
-                (Some(d), binary)
-            }
-        };
-        let mut env = json!({ "uid": self.uid, "nsp": self.nsp, "type": self.msg.kind() });
-        if let Some(d) = data {
-            env["data"] = d;
-        }
-        if binary.is_empty() {
-            Bytes::from(env.to_string())
-        } else {
-            let mut out = Vec::new();
-            // Writing into a Vec cannot fail.
-            let _ = rmpv::encode::write_value(&mut out, &crate::msgpack::from_json(&env, binary));
-            Bytes::from(out)
-        }
+        encode_message(&self.uid, &self.nsp, &self.msg)
     }
 
     /// Decodes a message from the wire, refusing anything above `max` bytes.

@@ -173,7 +173,7 @@ impl RedisTransport {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 };
-                if let Some(inc) = route(&m, &routes, &prefixes) {
+                if let Some(inc) = route(m, &routes, &prefixes) {
                     // A full queue loses the message: counted, never blocking the receiver.
                     if tx.try_send(inc).is_err() {
                         let _ = tx.try_send(Incoming::Lost(1));
@@ -236,13 +236,15 @@ impl RedisTransport {
 }
 
 fn route(
-    m: &RedisMessage,
+    m: RedisMessage,
     routes: &RwLock<HashMap<String, Route>>,
     prefixes: &RwLock<Vec<(String, String)>>,
 ) -> Option<Incoming> {
-    let payload = match m.value.as_bytes() {
-        Some(b) => Bytes::copy_from_slice(b),
-        None => Bytes::from(m.value.as_string()?),
+    // The payload's bytes as the client read them (no copy).
+    let payload = match m.value {
+        Value::Bytes(b) => b,
+        Value::String(s) => s.into_inner(),
+        other => Bytes::from(other.as_string()?),
     };
     let channel: &str = &m.channel;
     match m.kind {

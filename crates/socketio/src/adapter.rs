@@ -133,8 +133,14 @@ impl BroadcastPacket {
     /// the Engine.IO and WebSocket frames are built here, once for all recipients on this
     /// node.
     pub fn encode(&self, nsp: &str, ack_id: Option<u64>) -> Encoded {
+        self.clone().into_encoded(nsp, ack_id)
+    }
+
+    /// [`encode`](Self::encode), keeping the packet itself (for external sockets) without a
+    /// copy.
+    pub fn into_encoded(self, nsp: &str, ack_id: Option<u64>) -> Encoded {
         let text = crate::packet::encode_parts(self.kind(), nsp, ack_id, Some(&self.data), self.binary.len());
-        Encoded::from_parts(&text, self, ack_id)
+        Encoded::from_parts(&text, Arc::new(self), ack_id)
     }
 }
 
@@ -593,7 +599,7 @@ impl Adapter for LocalAdapter {
         packet: BroadcastPacket,
         opts: &'a BroadcastOptions,
     ) -> AdapterFuture<'a, usize> {
-        ready(self.deliver(ns, &packet.encode(ns.name(), None), opts))
+        ready(self.deliver(ns, &packet.into_encoded(ns.name(), None), opts))
     }
 
     fn broadcast_with_ack<'a>(

@@ -156,11 +156,11 @@ impl Encoded {
 
     /// A broadcast's frames from its text form and attachments, prepared once for all
     /// recipients.
-    pub(crate) fn from_parts(text: &str, source: &crate::adapter::BroadcastPacket, ack_id: Option<u64>) -> Encoded {
+    pub(crate) fn from_parts(text: &str, source: Arc<crate::adapter::BroadcastPacket>, ack_id: Option<u64>) -> Encoded {
         let mut frames = Vec::with_capacity(1 + source.binary.len());
         frames.push(Frame::message(text).prepare());
         frames.extend(source.binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
-        Encoded { frames, ack_id, source: Some(Arc::new(source.clone())), cache: SinkCache::default() }
+        Encoded { frames, ack_id, source: Some(source), cache: SinkCache::default() }
     }
 }
 
