@@ -34,6 +34,7 @@
 
 mod msgpack;
 mod node;
+pub mod nats;
 pub mod protocol;
 pub mod redis;
 pub mod transport;

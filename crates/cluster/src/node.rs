@@ -129,6 +129,8 @@ pub struct BusStats {
     pub request_timeouts: AtomicU64,
     /// Reconnections to the broker.
     pub reconnects: AtomicU64,
+    /// Connections to the broker lost (or broker errors reported by its client).
+    pub disconnects: AtomicU64,
     /// Requests answered by this node.
     pub requests_served: AtomicU64,
 }
@@ -147,6 +149,8 @@ pub struct PeerInfo {
 struct Peer {
     info: Value,
     last_seen: Instant,
+    /// The namespaces it heartbeats on (what a broker without subscriber counts counts).
+    namespaces: HashSet<String>,
 }
 
 /// The local state of one namespace, shared by its adapter and the dispatcher.
@@ -169,6 +173,8 @@ pub(crate) struct Inner {
     stats: BusStats,
     /// When this node last received its own heartbeat back: the end-to-end probe.
     last_echo: Mutex<Option<Instant>>,
+    /// When the transport last reported lost messages.
+    last_loss: Mutex<Option<Instant>>,
 }
 
 /// This process as a node of the cluster. Cheap to clone.
@@ -211,6 +217,7 @@ impl Cluster {
             deaths,
             stats: BusStats::default(),
             last_echo: Mutex::new(None),
+            last_loss: Mutex::new(None),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), incoming));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
@@ -254,6 +261,12 @@ impl Cluster {
     pub fn healthy(&self) -> bool {
         let limit = self.0.config.heartbeat_interval * 2 + Duration::from_secs(1);
         self.0.last_echo.lock().is_some_and(|t| t.elapsed() < limit)
+    }
+
+    /// How long ago this node last lost bus messages (see [`BusStats::lost`]), if ever: a node
+    /// that lost messages says so instead of pretending it delivered them.
+    pub fn last_loss(&self) -> Option<Duration> {
+        self.0.last_loss.lock().map(|t| t.elapsed())
     }
 
     /// The adapter factory for [`SocketIoBuilder::adapter`](switchboard_socketio::SocketIoBuilder::adapter).
@@ -304,7 +317,7 @@ impl Inner {
         Some((shared, ns))
     }
 
-    fn heard_from(&self, uid: &str, heartbeat: Option<Value>) {
+    fn heard_from(&self, uid: &str, nsp: &str, heartbeat: Option<Value>) {
         if uid.is_empty() || uid == "emitter" || uid == &*self.uid {
             return;
         }
@@ -314,16 +327,30 @@ impl Inner {
                 p.last_seen = Instant::now();
                 if let Some(info) = heartbeat {
                     p.info = info;
+                    if !p.namespaces.contains(nsp) {
+                        p.namespaces.insert(nsp.to_owned());
+                    }
                 }
             }
             // Only nodes that send heartbeats are tracked (Node's sharded adapter sends none,
             // so its nodes are counted by the broker instead).
             None => {
                 if let Some(info) = heartbeat {
-                    peers.insert(NodeId::from(uid), Peer { info, last_seen: Instant::now() });
+                    let namespaces = HashSet::from([nsp.to_owned()]);
+                    peers.insert(NodeId::from(uid), Peer { info, last_seen: Instant::now(), namespaces });
                 }
             }
         }
+    }
+
+    /// How many nodes serve namespace `nsp`, this one included: the broker's count of the
+    /// main channel's subscribers, or, on a broker that has none (NATS), the nodes that
+    /// heartbeat on it.
+    async fn server_count(&self, nsp: &str) -> Result<usize, AdapterError> {
+        if self.transport.counts_subscribers() {
+            return self.transport.server_count(nsp).await.map_err(|e| AdapterError::Bus(e.to_string()));
+        }
+        Ok(1 + self.peers.lock().values().filter(|p| p.namespaces.contains(nsp)).count())
     }
 
     fn node_gone(&self, uid: &str) {
@@ -349,8 +376,7 @@ impl Inner {
     }
 
     async fn others(&self, nsp: &str) -> Result<usize, AdapterError> {
-        let n = self.transport.server_count(nsp).await.map_err(|e| AdapterError::Bus(e.to_string()))?;
-        Ok(n.saturating_sub(1))
+        Ok(self.server_count(nsp).await?.saturating_sub(1))
     }
 
     /// The nodes not among `answered`, as far as known: heartbeat peers first, then
@@ -586,9 +612,7 @@ impl Adapter for ClusterAdapter {
     }
 
     fn server_count<'a>(&'a self, _ns: &'a Namespace) -> AdapterFuture<'a, usize> {
-        Box::pin(async move {
-            self.inner.transport.server_count(self.nsp()).await.map_err(|e| AdapterError::Bus(e.to_string()))
-        })
+        Box::pin(async move { self.inner.server_count(self.nsp()).await })
     }
 
     fn broadcast<'a>(
@@ -935,7 +959,8 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
             Incoming::EmitterRequest { nsp, payload } => on_emitter_request(&inner, &nsp, &payload).await,
             Incoming::Lost(n) => {
                 inner.stats.lost.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(lost = n, "cluster bus messages lost (receive queue overflowed)");
+                *inner.last_loss.lock() = Some(Instant::now());
+                tracing::warn!(lost = n, "cluster bus messages lost: other nodes' broadcasts and requests did not reach this node");
             }
             Incoming::Reconnected => {
                 inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -951,6 +976,7 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
                 });
             }
             Incoming::Disconnected(e) => {
+                inner.stats.disconnects.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "cluster bus connection error");
             }
         }
@@ -981,7 +1007,7 @@ async fn on_node_message(inner: &Arc<Inner>, nsp: &str, payload: &Bytes) {
         Message::Heartbeat(info) => Some(info.clone().unwrap_or(Value::Null)),
         _ => None,
     };
-    inner.heard_from(&env.uid, hb);
+    inner.heard_from(&env.uid, nsp, hb);
     let from: NodeId = NodeId::from(env.uid.as_str());
     if env.msg.is_response() {
         let id = match &env.msg {

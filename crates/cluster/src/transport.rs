@@ -61,7 +61,9 @@ pub enum Incoming {
         /// The message as received.
         payload: Bytes,
     },
-    /// The transport lost this many messages (its receive buffer overflowed).
+    /// The transport lost this many messages: its receive buffer overflowed, the broker's
+    /// client dropped them (a slow consumer), or a gap in another node's sequence numbers
+    /// showed them missing (a partition or an outage).
     Lost(u64),
     /// The connection to the broker was re-established (subscriptions restored).
     Reconnected,
@@ -80,8 +82,15 @@ pub trait Transport: Send + Sync + 'static {
     fn subscribe_room<'a>(&'a self, nsp: &'a str, room: &'a str) -> BusFuture<'a, ()>;
     /// Stops receiving a room's channel (its last local member left).
     fn unsubscribe_room<'a>(&'a self, nsp: &'a str, room: &'a str) -> BusFuture<'a, ()>;
-    /// How many nodes receive namespace `nsp`'s main channel, this one included.
+    /// How many nodes receive namespace `nsp`'s main channel, this one included. Asked only
+    /// when [`counts_subscribers`](Self::counts_subscribers) says the broker can tell.
     fn server_count<'a>(&'a self, nsp: &'a str) -> BusFuture<'a, usize>;
+    /// Whether the broker counts a channel's subscribers ([`server_count`](Self::server_count)).
+    /// When it cannot (NATS), the node counts the nodes that heartbeat on the namespace, and a
+    /// node that dies without saying goodbye is counted until its heartbeat timeout.
+    fn counts_subscribers(&self) -> bool {
+        true
+    }
     /// Whether room broadcasts go to room channels (else everything goes to `Main`).
     fn has_room_channels(&self) -> bool {
         false

@@ -64,6 +64,19 @@ impl NodeServer {
     }
 }
 
+/// Waits until `n` connections subscribe shard channel `channel` (`PUBSUB SHARDNUMSUB`).
+async fn wait_subscribers(channel: &str, n: i64) {
+    use fred::prelude::*;
+    let client = Builder::from_config(Config::from_url("redis://127.0.0.1:6379").unwrap()).build().unwrap();
+    client.init().await.unwrap();
+    wait_until(&format!("{n} nodes subscribe {channel}"), || async {
+        let v: Vec<Value> = client.pubsub_shardnumsub(channel).await.unwrap();
+        v.get(1).and_then(Value::as_i64) == Some(n)
+    })
+    .await;
+    let _ = client.quit().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_switchboard_form_one_cluster() {
     if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379")
@@ -106,6 +119,9 @@ async fn node_and_switchboard_form_one_cluster() {
     for c in [&mut a, &mut b, &mut n] {
         assert_eq!(c.call("join", json!("room")).await, vec![json!("joined")]);
     }
+    // Node's adapter subscribes a room's channel after its join returns: wait for all three
+    // nodes' subscriptions before broadcasting to the room.
+    wait_subscribers(&format!("{prefix}#/#room#"), 3).await;
 
     // Switchboard → everyone, through the room channel.
     ours[0].0.to("room").emit("from-sb", &1).await.unwrap();
@@ -161,6 +177,7 @@ async fn node_and_switchboard_form_one_cluster() {
             == 1
     })
     .await;
+    wait_subscribers(&format!("{prefix}#/#vip#"), 3).await;
     ours[1].0.to("vip").emit("vip", &true).await.unwrap();
     for c in [&mut a, &mut b, &mut n] {
         c.expect("vip").await;

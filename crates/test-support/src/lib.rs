@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod nats;
+pub use nats::{start_nats, start_nats_cluster, wait_routes, NatsCluster, Proxy};
+
 /// The `interop/` folder: the real peers' manifests and scripts.
 pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
