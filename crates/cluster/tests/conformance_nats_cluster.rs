@@ -18,7 +18,7 @@ fn nats_cluster() -> Option<&'static NatsCluster> {
 async fn setup() -> Option<Setup> {
     let urls = tokio::task::spawn_blocking(|| nats_cluster().map(|c| (0..3).map(|i| c.url(i)).collect::<Vec<_>>()))
         .await
-        .ok()??;
+        .unwrap()?;
     let prefix = format!("sbtest.c{}", rand::random::<u64>());
     let mut nodes: Vec<Cluster> = Vec::new();
     for (i, url) in urls.iter().enumerate() {

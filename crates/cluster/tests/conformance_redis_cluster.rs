@@ -15,7 +15,7 @@ fn redis_cluster() -> Option<&'static RedisCluster> {
 }
 
 async fn setup() -> Option<Setup> {
-    let url = tokio::task::spawn_blocking(|| redis_cluster().map(RedisCluster::url)).await.ok()??;
+    let url = tokio::task::spawn_blocking(|| redis_cluster().map(RedisCluster::url)).await.unwrap()?;
     let prefix = format!("sbtest-{}", rand::random::<u64>());
     let mut nodes: Vec<Cluster> = Vec::new();
     for i in 0..3 {

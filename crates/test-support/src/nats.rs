@@ -164,8 +164,7 @@ pub fn start_nats_cluster(n: usize) -> Option<NatsCluster> {
                 format!("nats://127.0.0.1:{route}"),
                 "--cluster_advertise".to_owned(),
                 format!("127.0.0.1:{}", advertised[i].port),
-                "--no_advertise".to_owned(),
-                "true".to_owned(),
+                "--no_advertise=true".to_owned(),
             ]
             .into_iter(),
         );
