@@ -33,8 +33,8 @@
 //! counted ([`BusStats`]), never buffered without bound.
 
 mod msgpack;
-mod node;
 pub mod nats;
+mod node;
 pub mod protocol;
 pub mod redis;
 pub mod transport;

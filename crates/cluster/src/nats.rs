@@ -186,7 +186,9 @@ pub fn escape_token(name: &str) -> String {
     out
 }
 
-fn valid_prefix(p: &str) -> bool {
+/// Whether `p` can be a [`NatsConfig::subject_prefix`]: dot-separated, non-empty tokens of
+/// ASCII letters, digits, `-` and `_`.
+pub fn valid_subject_prefix(p: &str) -> bool {
     !p.is_empty()
         && p.split('.').all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
@@ -261,7 +263,7 @@ fn broker(e: impl std::fmt::Display) -> BusError {
 impl NatsTransport {
     /// Connects (or an error) and starts delivering what arrives to `incoming`.
     pub async fn connect(config: NatsConfig, incoming: mpsc::Sender<Incoming>) -> Result<NatsTransport, BusError> {
-        if !valid_prefix(&config.subject_prefix) {
+        if !valid_subject_prefix(&config.subject_prefix) {
             return Err(BusError::Connect(format!(
                 "subject prefix {:?} is not dot-separated tokens of letters, digits, '-' and '_'",
                 config.subject_prefix
@@ -367,7 +369,10 @@ impl NatsTransport {
         }
     }
 
-    async fn timed<T, E: std::fmt::Display>(&self, f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, BusError> {
+    async fn timed<T, E: std::fmt::Display>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, BusError> {
         match tokio::time::timeout(self.config.command_timeout, f).await {
             Ok(r) => r.map_err(broker),
             Err(_) => Err(BusError::Broker("timed out".into())),
@@ -391,7 +396,25 @@ impl NatsTransport {
         let sequences = self.sequences.clone();
         let subj = subject.clone();
         let task = tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
+            // Losses not yet reported because the queue was full: reported with the next
+            // message that fits, so no count vanishes.
+            let mut unreported = 0u64;
+            loop {
+                let next = if unreported > 0 {
+                    // Or within 100 ms if no message comes.
+                    tokio::select! {
+                        m = sub.next() => m,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if tx.try_send(Incoming::Lost(unreported)).is_ok() {
+                                unreported = 0;
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    sub.next().await
+                };
+                let Some(m) = next else { break };
                 if sequenced {
                     let origin = m.headers.as_ref().and_then(|h| h.get(ORIGIN)).map(|v| v.as_str().to_owned());
                     let seq = m.headers.as_ref().and_then(|h| h.get(SEQ)).and_then(|v| v.as_str().parse::<u64>().ok());
@@ -400,14 +423,17 @@ impl NatsTransport {
                             let gap = sequences.lock().record(&origin, &subj, seq);
                             if gap > 0 {
                                 tracing::warn!(subject = subj, gap, "messages missing from another node's sequence");
-                                let _ = tx.try_send(Incoming::Lost(gap));
+                                unreported += gap;
                             }
                         }
                     }
                 }
                 // A full queue loses the message: counted, never blocking the receiver.
+                if unreported > 0 && tx.try_send(Incoming::Lost(unreported)).is_ok() {
+                    unreported = 0;
+                }
                 if tx.try_send(Incoming::Node { nsp: nsp.clone(), payload: m.payload }).is_err() {
-                    let _ = tx.try_send(Incoming::Lost(1));
+                    unreported += 1;
                 }
             }
         });
@@ -493,10 +519,10 @@ mod tests {
 
     #[test]
     fn prefixes_are_literal_tokens() {
-        assert!(valid_prefix("switchboard"));
-        assert!(valid_prefix("acme.prod-1.sb_x"));
+        assert!(valid_subject_prefix("switchboard"));
+        assert!(valid_subject_prefix("acme.prod-1.sb_x"));
         for bad in ["", ".", "a..b", "a.*", "a.>", "a b", "a."] {
-            assert!(!valid_prefix(bad), "{bad}");
+            assert!(!valid_subject_prefix(bad), "{bad}");
         }
     }
 

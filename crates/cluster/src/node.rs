@@ -960,7 +960,10 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
             Incoming::Lost(n) => {
                 inner.stats.lost.fetch_add(n, Ordering::Relaxed);
                 *inner.last_loss.lock() = Some(Instant::now());
-                tracing::warn!(lost = n, "cluster bus messages lost: other nodes' broadcasts and requests did not reach this node");
+                tracing::warn!(
+                    lost = n,
+                    "cluster bus messages lost: other nodes' broadcasts and requests did not reach this node"
+                );
             }
             Incoming::Reconnected => {
                 inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);

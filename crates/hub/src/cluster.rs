@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_cluster::{redis, Cluster, ClusterConfig};
+use switchboard_cluster::{nats, redis, Cluster, ClusterConfig};
 
 use crate::config::Config;
 
@@ -13,7 +13,7 @@ use crate::config::Config;
 /// address).
 pub async fn connect(cfg: &Config, local: SocketAddr) -> Result<Option<Cluster>, String> {
     let c = &cfg.cluster;
-    if c.adapter != "redis" {
+    if c.adapter != "redis" && c.adapter != "nats" {
         return Ok(None);
     }
     let name = if c.node_name.is_empty() {
@@ -31,18 +31,58 @@ pub async fn connect(cfg: &Config, local: SocketAddr) -> Result<Option<Cluster>,
         .with_request_timeout(Duration::from_millis(c.request_timeout_ms))
         .with_max_message_bytes(c.max_message_bytes)
         .with_socket_channels(c.socket_channels);
-    let r = redis::RedisConfig::new(c.redis_url.clone())
-        .with_channel_prefix(c.channel_prefix.clone())
-        .with_emitter_key(c.emitter_key.clone());
-    match redis::connect(r, config).await {
+    let (joined, field, url) = if c.adapter == "nats" {
+        (nats::connect(nats_config(c).await?, config).await, "cluster.nats_url", redact_urls(&c.nats_url))
+    } else {
+        let r = redis::RedisConfig::new(c.redis_url.clone())
+            .with_channel_prefix(c.channel_prefix.clone())
+            .with_emitter_key(c.emitter_key.clone());
+        (redis::connect(r, config).await, "cluster.redis_url", redact_url(&c.redis_url))
+    };
+    match joined {
         Ok(cluster) => {
             // Ids made here name this node, so any node can forward to it.
             switchboard_socketio::engineio::Sid::set_local_tag(cluster.tag());
-            tracing::info!(node = name, uid = %cluster.uid(), url = redact_url(&c.redis_url), "joined the cluster on Redis");
+            tracing::info!(node = name, uid = %cluster.uid(), adapter = c.adapter, url, "joined the cluster");
             Ok(Some(cluster))
         }
-        Err(e) => Err(format!("cannot join the cluster (cluster.redis_url = {:?}): {e}", redact_url(&c.redis_url))),
+        Err(e) => Err(format!("cannot join the cluster ({field} = {url:?}): {e}")),
     }
+}
+
+/// `[cluster]`'s NATS settings as the transport takes them (reading the NKey seed file).
+async fn nats_config(c: &crate::config::ClusterCfg) -> Result<nats::NatsConfig, String> {
+    let auth = if !c.nats_user.is_empty() {
+        nats::NatsAuth::UserPassword { user: c.nats_user.clone(), password: c.nats_password.clone() }
+    } else if !c.nats_token.is_empty() {
+        nats::NatsAuth::Token(c.nats_token.clone())
+    } else if !c.nats_nkey_file.is_empty() {
+        let seed = tokio::fs::read_to_string(&c.nats_nkey_file)
+            .await
+            .map_err(|e| format!("cluster.nats_nkey_file {:?}: {e}", c.nats_nkey_file))?;
+        nats::NatsAuth::Nkey(seed.trim().to_owned())
+    } else if !c.nats_creds_file.is_empty() {
+        nats::NatsAuth::CredsFile(c.nats_creds_file.clone().into())
+    } else {
+        nats::NatsAuth::None
+    };
+    let mut tls = nats::NatsTls::default();
+    tls.required = c.nats_tls_required;
+    if !c.nats_tls_ca_file.is_empty() {
+        tls.ca_file = Some(c.nats_tls_ca_file.clone().into());
+    }
+    if !c.nats_tls_cert_file.is_empty() {
+        tls.client_cert = Some((c.nats_tls_cert_file.clone().into(), c.nats_tls_key_file.clone().into()));
+    }
+    Ok(nats::NatsConfig::new(&c.nats_url)
+        .with_subject_prefix(c.nats_subject_prefix.clone())
+        .with_auth(auth)
+        .with_tls(tls))
+}
+
+/// [`redact_url`] of each comma-separated URL.
+fn redact_urls(urls: &str) -> String {
+    urls.split(',').map(|u| redact_url(u.trim())).collect::<Vec<_>>().join(",")
 }
 
 /// A URL without its password (`redis://user:secret@host` → `redis://user:<redacted>@host`).

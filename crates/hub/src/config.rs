@@ -36,7 +36,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterCfg {
-    /// `memory` (one node, the default) or `redis`.
+    /// `memory` (one node, the default), `redis` or `nats`.
     pub adapter: String,
     /// The Redis URL: `redis://host:port` for one Redis (≥ 7), `redis-cluster://host:port?node=host:port`
     /// for a Redis Cluster, `rediss://` for TLS.
@@ -64,6 +64,29 @@ pub struct ClusterCfg {
     /// `io.to(<socket id>)`: turn on when Node servers share the cluster (one subscription per
     /// client).
     pub socket_channels: bool,
+    /// NATS server URLs, comma-separated (`nats://host:4222`, `tls://host:4222`); the client
+    /// fails over between them.
+    pub nats_url: String,
+    /// The first tokens of every NATS subject (the same on every node).
+    pub nats_subject_prefix: String,
+    /// NATS user (with `nats_password`).
+    pub nats_user: String,
+    /// NATS password.
+    pub nats_password: String,
+    /// NATS token.
+    pub nats_token: String,
+    /// File holding an NKey seed (`SU…`).
+    pub nats_nkey_file: String,
+    /// NATS credentials file (user JWT and seed, as `nsc` writes them).
+    pub nats_creds_file: String,
+    /// Refuse a NATS server without TLS (a `tls://` URL also turns TLS on).
+    pub nats_tls_required: bool,
+    /// PEM file of the CAs that sign the NATS servers' certificates; empty: the system's roots.
+    pub nats_tls_ca_file: String,
+    /// PEM client certificate for NATS servers that verify clients (with `nats_tls_key_file`).
+    pub nats_tls_cert_file: String,
+    /// Its private key.
+    pub nats_tls_key_file: String,
 }
 
 /// `[hooks]`: application logic in a backend, without writing Rust (see `docs/hub.md`).
@@ -347,6 +370,18 @@ pub struct Overrides {
     pub cluster_adapter: Option<String>,
     /// `cluster.redis_url`.
     pub redis_url: Option<String>,
+    /// `cluster.nats_url`.
+    pub nats_url: Option<String>,
+    /// `cluster.nats_subject_prefix`.
+    pub nats_subject_prefix: Option<String>,
+    /// `cluster.nats_user`.
+    pub nats_user: Option<String>,
+    /// `cluster.nats_password`.
+    pub nats_password: Option<String>,
+    /// `cluster.nats_token`.
+    pub nats_token: Option<String>,
+    /// `cluster.nats_creds_file`.
+    pub nats_creds_file: Option<String>,
     /// `cluster.channel_prefix`.
     pub channel_prefix: Option<String>,
     /// `cluster.node_name`.
@@ -371,6 +406,13 @@ impl Config {
             *k = "<redacted>".into();
         }
         c.cluster.redis_url = crate::cluster::redact_url(&c.cluster.redis_url);
+        c.cluster.nats_url =
+            c.cluster.nats_url.split(',').map(crate::cluster::redact_url).collect::<Vec<_>>().join(",");
+        for secret in [&mut c.cluster.nats_password, &mut c.cluster.nats_token] {
+            if !secret.is_empty() {
+                *secret = "<redacted>".into();
+            }
+        }
         match toml::to_string_pretty(&c) {
             Ok(t) => format!("# The effective configuration (defaults, then --config, then SWITCHBOARD_* and flags).\n# Secrets are redacted.\n\n{t}"),
             Err(e) => format!("# cannot print the configuration: {e}\n"),
@@ -417,6 +459,12 @@ impl Config {
         for (key, v) in [
             ("adapter", &ov.cluster_adapter),
             ("redis_url", &ov.redis_url),
+            ("nats_url", &ov.nats_url),
+            ("nats_subject_prefix", &ov.nats_subject_prefix),
+            ("nats_user", &ov.nats_user),
+            ("nats_password", &ov.nats_password),
+            ("nats_token", &ov.nats_token),
+            ("nats_creds_file", &ov.nats_creds_file),
             ("channel_prefix", &ov.channel_prefix),
             ("node_name", &ov.node_name),
             ("advertise", &ov.advertise),
@@ -448,8 +496,38 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field, why: &str| Err(ConfigError::Invalid { field, why: why.to_owned() });
         let c = &self.cluster;
-        if !matches!(c.adapter.as_str(), "memory" | "redis") {
-            return bad("cluster.adapter", "must be \"memory\" or \"redis\"");
+        if !matches!(c.adapter.as_str(), "memory" | "redis" | "nats") {
+            return bad("cluster.adapter", "must be \"memory\", \"redis\" or \"nats\"");
+        }
+        if c.adapter == "nats" {
+            let urls: Vec<&str> = c.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            if urls.is_empty() || !urls.iter().all(|u| u.starts_with("nats://") || u.starts_with("tls://")) {
+                return bad("cluster.nats_url", "must be nats://host:port or tls://host:port URLs, comma-separated");
+            }
+            if !switchboard_cluster::nats::valid_subject_prefix(&c.nats_subject_prefix) {
+                return bad(
+                    "cluster.nats_subject_prefix",
+                    "must be dot-separated tokens of letters, digits, '-' and '_'",
+                );
+            }
+            let methods = [
+                !c.nats_user.is_empty() || !c.nats_password.is_empty(),
+                !c.nats_token.is_empty(),
+                !c.nats_nkey_file.is_empty(),
+                !c.nats_creds_file.is_empty(),
+            ];
+            if methods.iter().filter(|m| **m).count() > 1 {
+                return bad(
+                    "cluster.nats_user",
+                    "set one NATS credential: nats_user/nats_password, nats_token, nats_nkey_file or nats_creds_file",
+                );
+            }
+            if c.nats_user.is_empty() != c.nats_password.is_empty() {
+                return bad("cluster.nats_password", "nats_user and nats_password go together");
+            }
+            if c.nats_tls_cert_file.is_empty() != c.nats_tls_key_file.is_empty() {
+                return bad("cluster.nats_tls_key_file", "nats_tls_cert_file and nats_tls_key_file go together");
+            }
         }
         if c.adapter == "redis"
             && !["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"]

@@ -356,7 +356,7 @@ impl Hub {
         }
         let s = c.stats();
         json!({
-            "adapter": "redis",
+            "adapter": self.config.cluster.adapter,
             "healthy": c.healthy(),
             "nodes": nodes,
             "bus": {
@@ -367,6 +367,8 @@ impl Hub {
                 "lost": s.lost.load(Ordering::Relaxed),
                 "request_timeouts": s.request_timeouts.load(Ordering::Relaxed),
                 "reconnects": s.reconnects.load(Ordering::Relaxed),
+                "disconnects": s.disconnects.load(Ordering::Relaxed),
+                "last_loss_ms_ago": c.last_loss().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             },
         })
     }

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Runs the hub (embedded defaults: 127.0.0.1:8080, anonymous clients, open API on loopback).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connects to a ws://, wss:// or Socket.IO (http://, https://) URL: prints what arrives,
     /// sends the lines you type.
     Connect(connect::ConnectArgs),
@@ -76,12 +76,30 @@ struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     log_json: bool,
-    /// `cluster.adapter`: memory | redis.
+    /// `cluster.adapter`: memory | redis | nats.
     #[arg(long, env = "SWITCHBOARD_CLUSTER_ADAPTER")]
     cluster_adapter: Option<String>,
     /// `cluster.redis_url`.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     redis_url: Option<String>,
+    /// `cluster.nats_url` (comma-separated).
+    #[arg(long, env = "SWITCHBOARD_NATS_URL")]
+    nats_url: Option<String>,
+    /// `cluster.nats_subject_prefix`.
+    #[arg(long, env = "SWITCHBOARD_NATS_SUBJECT_PREFIX")]
+    nats_subject_prefix: Option<String>,
+    /// `cluster.nats_user`.
+    #[arg(long, env = "SWITCHBOARD_NATS_USER")]
+    nats_user: Option<String>,
+    /// `cluster.nats_password` (prefer the variable: a flag shows in `ps`).
+    #[arg(long, env = "SWITCHBOARD_NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
+    /// `cluster.nats_token` (prefer the variable: a flag shows in `ps`).
+    #[arg(long, env = "SWITCHBOARD_NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// `cluster.nats_creds_file`.
+    #[arg(long, env = "SWITCHBOARD_NATS_CREDS_FILE")]
+    nats_creds_file: Option<String>,
     /// `cluster.channel_prefix`.
     #[arg(long, env = "SWITCHBOARD_CHANNEL_PREFIX")]
     channel_prefix: Option<String>,
@@ -145,6 +163,12 @@ async fn serve(a: ServeArgs) -> ExitCode {
         collect_file: a.collect_file,
         cluster_adapter: a.cluster_adapter,
         redis_url: a.redis_url,
+        nats_url: a.nats_url,
+        nats_subject_prefix: a.nats_subject_prefix,
+        nats_user: a.nats_user,
+        nats_password: a.nats_password,
+        nats_token: a.nats_token,
+        nats_creds_file: a.nats_creds_file,
         channel_prefix: a.channel_prefix,
         node_name: a.node_name,
         advertise: a.advertise,
@@ -260,7 +284,7 @@ fn main() -> ExitCode {
     };
     let code = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Serve(a) => serve(a).await,
+            Cmd::Serve(a) => serve(*a).await,
             Cmd::Connect(a) => connect::run(a).await,
         }
     });

@@ -181,7 +181,7 @@ impl Metrics {
             counter(
                 &mut r,
                 "switchboard_bus_lost",
-                "Cluster bus messages lost (the receive queue overflowed).",
+                "Cluster bus messages other nodes sent that this node lost: its receive queue overflowed, the broker client dropped them (slow consumer), or another node's sequence showed a gap (NATS: outage, partition).",
                 l(&s.lost),
             );
             counter(
@@ -191,6 +191,12 @@ impl Metrics {
                 l(&s.request_timeouts),
             );
             counter(&mut r, "switchboard_bus_reconnects", "Reconnections to the cluster broker.", l(&s.reconnects));
+            counter(
+                &mut r,
+                "switchboard_bus_disconnects",
+                "Connections to the cluster broker lost, or errors its client reported.",
+                l(&s.disconnects),
+            );
             gauge(
                 &mut r,
                 "switchboard_bus_nodes",

@@ -60,12 +60,10 @@ impl Proxy {
                         }
                     }
                 }
-                for (mut from, mut to) in [
-                    (inbound.try_clone(), outbound.try_clone()),
-                    (outbound.try_clone(), inbound.try_clone()),
-                ]
-                .into_iter()
-                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                for (mut from, mut to) in
+                    [(inbound.try_clone(), outbound.try_clone()), (outbound.try_clone(), inbound.try_clone())]
+                        .into_iter()
+                        .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
                 {
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
@@ -156,18 +154,15 @@ pub fn start_nats_cluster(n: usize) -> Option<NatsCluster> {
             (0..last).filter(|&j| j != i).map(|j| format!("nats-route://127.0.0.1:{}", ports[j].1)).collect()
         };
         let mut args = nats_args(client, &format!("sb-test-{i}-{client}"));
-        args.extend(
-            [
-                "--cluster_name".to_owned(),
-                "sbtest".to_owned(),
-                "--cluster".to_owned(),
-                format!("nats://127.0.0.1:{route}"),
-                "--cluster_advertise".to_owned(),
-                format!("127.0.0.1:{}", advertised[i].port),
-                "--no_advertise=true".to_owned(),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            "--cluster_name".to_owned(),
+            "sbtest".to_owned(),
+            "--cluster".to_owned(),
+            format!("nats://127.0.0.1:{route}"),
+            "--cluster_advertise".to_owned(),
+            format!("127.0.0.1:{}", advertised[i].port),
+            "--no_advertise=true".to_owned(),
+        ]);
         if !routes.is_empty() {
             args.push("--routes".to_owned());
             args.push(routes.join(","));
