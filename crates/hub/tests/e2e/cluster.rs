@@ -1,27 +1,81 @@
-//! Three `switchboard serve` processes on Redis behind a real nginx (plain round-robin, no
-//! sticky sessions): python-socketio (polling and websocket), socket.io-client (polling, then
-//! the upgrade) and `/ws` clients spread over the nodes run the seeds' chat across nodes; the
-//! backend pushes to a user through a node that holds none of their clients, calls a client
-//! on another node, and lists everyone. Then a node is `kill -9`ed.
+//! Three `switchboard serve` processes behind a real nginx (plain round-robin, no sticky
+//! sessions), on Redis and on NATS (one scenario, run once per broker): python-socketio
+//! (polling and websocket), socket.io-client (polling, then the upgrade) and `/ws` clients
+//! spread over the nodes run the seeds' chat across nodes; the backend pushes to a user through
+//! a node that holds none of their clients, calls a client on another node, and lists everyone.
+//! Then a node is `kill -9`ed, and the broker goes away and comes back.
 
 use super::*;
 
-/// Three hubs on one Redis (a fresh channel prefix), fast heartbeats.
-async fn three_hubs() -> Vec<Hub> {
-    let prefix = format!("sbe2e-{}", rand::random::<u64>());
+/// The broker under the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bus {
+    Redis,
+    Nats,
+}
+
+impl Bus {
+    /// Whether the machine's broker answers (Redis at 6379, NATS at 4222), with the skip rule.
+    fn available(self) -> bool {
+        match self {
+            Bus::Redis => switchboard_test_support::service_available("Redis", "127.0.0.1:6379"),
+            Bus::Nats => switchboard_test_support::service_available("NATS", "127.0.0.1:4222"),
+        }
+    }
+
+    /// `serve` flags that put a hub on this bus at `port` (the machine's broker: `None`), under
+    /// `prefix`.
+    fn args(self, port: Option<u16>, prefix: &str) -> Vec<String> {
+        let v: Vec<String> = match self {
+            Bus::Redis => vec![
+                "--cluster-adapter".into(),
+                "redis".into(),
+                "--redis-url".into(),
+                format!("redis://127.0.0.1:{}", port.unwrap_or(6379)),
+                "--channel-prefix".into(),
+                prefix.into(),
+            ],
+            Bus::Nats => vec![
+                "--cluster-adapter".into(),
+                "nats".into(),
+                "--nats-url".into(),
+                format!("nats://127.0.0.1:{}", port.unwrap_or(4222)),
+                "--nats-subject-prefix".into(),
+                prefix.into(),
+            ],
+        };
+        v
+    }
+
+    /// A prefix no other test uses.
+    fn fresh_prefix(self, what: &str) -> String {
+        match self {
+            Bus::Redis => format!("sb{what}-{}", rand::random::<u64>()),
+            Bus::Nats => format!("sb{what}.p{}", rand::random::<u64>()),
+        }
+    }
+
+    /// A broker of this kind of the test's own, for tests that stop it.
+    fn start_own(self) -> Option<switchboard_test_support::ServerProcess> {
+        match self {
+            Bus::Redis => switchboard_test_support::start_redis(),
+            Bus::Nats => switchboard_test_support::start_nats(),
+        }
+    }
+}
+
+/// Hub flags: `bus` args, then `extra`.
+fn hub_args<'a>(bus: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    bus.iter().map(String::as_str).chain(extra.iter().copied()).collect()
+}
+
+/// Three hubs on one broker (a fresh prefix), fast heartbeats.
+async fn three_hubs(bus: Bus) -> Vec<Hub> {
+    let bus_args = bus.args(None, &bus.fresh_prefix("e2e"));
     let mut hubs = Vec::new();
     for i in 0..3 {
         let name = format!("n{i}");
-        let args = [
-            "--cluster-adapter",
-            "redis",
-            "--redis-url",
-            "redis://127.0.0.1:6379",
-            "--channel-prefix",
-            prefix.as_str(),
-            "--node-name",
-            name.as_str(),
-        ];
+        let args = hub_args(&bus_args, &["--node-name", name.as_str()]);
         let cfg = "[cluster]\nheartbeat_interval_ms = 500\nheartbeat_timeout_ms = 2000\nrequest_timeout_ms = 3000\n";
         hubs.push(Hub::start(&args, cfg).await);
     }
@@ -156,15 +210,24 @@ impl WsMember {
 }
 
 #[tokio::test]
-async fn three_hubs_behind_round_robin_nginx_are_one_hub() {
-    if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379")
+async fn three_hubs_on_redis_behind_round_robin_nginx_are_one_hub() {
+    one_hub_behind_nginx(Bus::Redis).await;
+}
+
+#[tokio::test]
+async fn three_hubs_on_nats_behind_round_robin_nginx_are_one_hub() {
+    one_hub_behind_nginx(Bus::Nats).await;
+}
+
+async fn one_hub_behind_nginx(bus: Bus) {
+    if !bus.available()
         || !peer_available("nginx", "nginx", &["-v"])
         || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio, requests, websocket"])
         || !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"])
     {
         return;
     }
-    let hubs = three_hubs().await;
+    let hubs = three_hubs(bus).await;
     let (_nginx, front) = nginx(&hubs.iter().map(|h| h.addr).collect::<Vec<_>>()).await;
     let url = format!("http://{front}");
     // Through nginx, whichever node each request lands on: polling without sticky sessions.
@@ -315,27 +378,27 @@ async fn three_hubs_behind_round_robin_nginx_are_one_hub() {
 /// the shared port works whichever process each request reaches (forwarded to the owner on
 /// its own advertised address), gets a push and answers a call.
 #[tokio::test]
-async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub() {
-    if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379")
+async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub_on_redis() {
+    reuse_port_nodes(Bus::Redis).await;
+}
+
+#[tokio::test]
+async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub_on_nats() {
+    reuse_port_nodes(Bus::Nats).await;
+}
+
+async fn reuse_port_nodes(bus: Bus) {
+    if !bus.available()
         || !peer_available("python-socketio (pip)", "python3", &["-c", "import socketio, requests, websocket"])
     {
         return;
     }
-    let prefix = format!("sbreuse-{}", rand::random::<u64>());
+    let bus_args = bus.args(None, &bus.fresh_prefix("reuse"));
     let port = free_port();
     let mut hubs = Vec::new();
     for i in 0..2 {
         let name = format!("r{i}");
-        let args = [
-            "--reuse-port",
-            "true",
-            "--cluster-adapter",
-            "redis",
-            "--channel-prefix",
-            prefix.as_str(),
-            "--node-name",
-            name.as_str(),
-        ];
+        let args = hub_args(&bus_args, &["--reuse-port", "true", "--node-name", name.as_str()]);
         hubs.push(
             Hub::start_on(port, &args, "[cluster]\nheartbeat_interval_ms = 500\nheartbeat_timeout_ms = 2000\n", None)
                 .await,
@@ -357,11 +420,20 @@ async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub() {
 }
 
 #[tokio::test]
-async fn a_killed_node_leaves_the_cluster_and_requests_stop_waiting_for_it() {
-    if !switchboard_test_support::service_available("Redis", "127.0.0.1:6379") {
+async fn a_killed_node_leaves_the_redis_cluster_and_requests_stop_waiting_for_it() {
+    killed_node(Bus::Redis).await;
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_nats_cluster_and_requests_stop_waiting_for_it() {
+    killed_node(Bus::Nats).await;
+}
+
+async fn killed_node(bus: Bus) {
+    if !bus.available() {
         return;
     }
-    let mut hubs = three_hubs().await;
+    let mut hubs = three_hubs(bus).await;
     let _a = WsMember::connect(hubs[0].addr, "a").await;
     let _c = WsMember::connect(hubs[2].addr, "c").await;
     let (_, r) = hubs[0].api("GET", "/api/sockets", Value::Null).await;
@@ -369,13 +441,15 @@ async fn a_killed_node_leaves_the_cluster_and_requests_stop_waiting_for_it() {
     // kill -9: no goodbye.
     hubs[2].child.start_kill().unwrap();
     let _ = hubs[2].child.wait().await;
-    // Its broker connection is gone at once, so listings neither wait for it nor show its
-    // client.
+    // Redis counts subscribers, so the node is gone from the count at once; NATS does not, so
+    // a listing waits for it until its heartbeat times out (2 s here), not until the request
+    // timeout (3 s). Either way the listing does not show its client.
     let t0 = std::time::Instant::now();
     let (s, r) = hubs[0].api("GET", "/api/sockets", Value::Null).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["clients"].as_array().map(Vec::len), Some(1), "{r}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "the listing waited {:?}", t0.elapsed());
+    let limit = if bus == Bus::Redis { Duration::from_secs(2) } else { Duration::from_millis(2900) };
+    assert!(t0.elapsed() < limit, "the listing waited {:?}", t0.elapsed());
     // Removed from the node list after the heartbeat timeout (2 s here).
     let mut gone = false;
     for _ in 0..60 {
@@ -394,19 +468,29 @@ async fn a_killed_node_leaves_the_cluster_and_requests_stop_waiting_for_it() {
     assert!(m.contains("switchboard_bus_nodes 2"), "{m}");
 }
 
-/// Redis goes away under two hubs and comes back (security: C1–C3): local delivery goes on,
-/// cross-node operations answer 502 instead of pretending, the metrics and `/api/nodes` say
-/// so; once Redis is back the nodes resubscribe, the probe passes, and everything works again.
+/// The broker goes away under two hubs and comes back (security: C1–C3): local delivery goes
+/// on, cross-node operations answer 502 instead of pretending, the metrics and `/api/nodes`
+/// say so; once the broker is back the nodes resubscribe, the probe passes, and everything
+/// works again.
 #[tokio::test]
 async fn redis_outage_fails_loudly_and_heals() {
-    let Some(redis) = tokio::task::spawn_blocking(switchboard_test_support::start_redis).await.unwrap() else {
+    broker_outage(Bus::Redis).await;
+}
+
+#[tokio::test]
+async fn nats_outage_fails_loudly_and_heals() {
+    broker_outage(Bus::Nats).await;
+}
+
+async fn broker_outage(bus: Bus) {
+    let Some(broker) = tokio::task::spawn_blocking(move || bus.start_own()).await.unwrap() else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let bus_args = bus.args(Some(broker.port), &bus.fresh_prefix("outage"));
     let mut hubs = Vec::new();
     for i in 0..2 {
         let name = format!("o{i}");
-        let args = ["--cluster-adapter", "redis", "--redis-url", url.as_str(), "--node-name", name.as_str()];
+        let args = hub_args(&bus_args, &["--node-name", name.as_str()]);
         let cfg = "[cluster]\nheartbeat_interval_ms = 300\nheartbeat_timeout_ms = 5000\nrequest_timeout_ms = 2000\n";
         hubs.push(Hub::start(&args, cfg).await);
     }
@@ -433,14 +517,23 @@ async fn redis_outage_fails_loudly_and_heals() {
     until(&mut a, "notification").await;
     until(&mut b, "notification").await;
 
-    let mut redis = redis;
-    redis = tokio::task::spawn_blocking(move || {
-        redis.kill();
-        redis
+    let mut broker = broker;
+    broker = tokio::task::spawn_blocking(move || {
+        broker.kill();
+        broker
     })
     .await
     .unwrap();
-    let (s, r) = hubs[0].api("POST", "/api/emit", json!({"event": "notification", "data": 2})).await;
+    // (The client may take a moment to see the connection gone.)
+    let mut answer = (0, Value::Null);
+    for _ in 0..50 {
+        answer = hubs[0].api("POST", "/api/emit", json!({"event": "notification", "data": 2})).await;
+        if answer.0 == 502 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, r) = answer;
     assert_eq!(s, 502, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("only this node's clients"), "{r}");
     // The local client still got it (C3).
@@ -460,10 +553,10 @@ async fn redis_outage_fails_loudly_and_heals() {
     assert!(m.contains("switchboard_bus_healthy 0"), "{m}");
     assert!(!m.contains("switchboard_bus_publish_errors_total 0\n"), "{m}");
 
-    let _redis = tokio::task::spawn_blocking(move || {
-        let mut redis = redis;
-        redis.restart();
-        redis
+    let _broker = tokio::task::spawn_blocking(move || {
+        let mut broker = broker;
+        broker.restart();
+        broker
     })
     .await
     .unwrap();
