@@ -1175,14 +1175,27 @@ async fn configuration_says_everything_at_once_and_accepts_the_usual_spellings()
     std::fs::write(&file, "[server]\nping_interval_ms = 1234\n").unwrap();
     let (code, out, err) = serve_once(
         &["--print-config", "--config", file.to_str().unwrap(), "--listen", "localhost:8765", "--api-key", API_KEY],
-        &[("SWITCHBOARD_LOG_JSON", "1")],
+        &[
+            ("SWITCHBOARD_LOG_JSON", "1"),
+            ("SWITCHBOARD_NATS_URL", "nats://sb:url-secret@127.0.0.1:4222"),
+            ("SWITCHBOARD_NATS_TOKEN", "token-secret"),
+        ],
     )
     .await;
     assert_eq!(code, Some(0), "{err}");
-    for needle in ["ping_interval_ms = 1234", "format = \"json\"", "listen = \"127.0.0.1:8765\"", "<redacted>"] {
+    for needle in [
+        "ping_interval_ms = 1234",
+        "format = \"json\"",
+        "listen = \"127.0.0.1:8765\"",
+        "<redacted>",
+        "nats_url = \"nats://sb:<redacted>@127.0.0.1:4222\"",
+        "nats_token = \"<redacted>\"",
+    ] {
         assert!(out.contains(needle), "no {needle:?} in:\n{out}");
     }
-    assert!(!out.contains(API_KEY), "{out}");
+    for secret in [API_KEY, "url-secret", "token-secret"] {
+        assert!(!out.contains(secret), "{out}");
+    }
     // A host name works for --listen; boolean variables take the usual spellings.
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))

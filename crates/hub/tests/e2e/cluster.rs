@@ -576,3 +576,122 @@ async fn broker_outage(bus: Bus) {
     let m = http(hubs[1].addr, "GET", "/metrics", &[], &Value::Null).await.1;
     assert!(!m.contains("switchboard_bus_reconnects_total 0\n"), "{m}");
 }
+
+/// `serve` on a free port with the given flags, expected to exit: (exit code, stderr).
+async fn serve_fails(args: &[&str]) -> (Option<i32>, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut all = vec!["--listen", listen.as_str()];
+    all.extend_from_slice(args);
+    let (code, _, err) = tokio::time::timeout(Duration::from_secs(20), serve_once(&all, &[("RUST_LOG", "off")]))
+        .await
+        .expect("serve did not exit");
+    (code, err)
+}
+
+/// A NATS server that wants TLS (a CA of the test's) and a user and password: two hubs join it
+/// with `nats_tls_ca_file` and the credentials and are one hub; a wrong password, or no CA,
+/// stops `serve` at start-up with an error that names the setting and the cause (and never
+/// the password).
+#[tokio::test]
+async fn nats_credentials_and_tls() {
+    if !switchboard_test_support::program_available("NATS", "nats-server") {
+        return;
+    }
+    let dir = temp_dir();
+    let (cert, key, ca) = rcgen_cert(&dir.0);
+    let port = switchboard_test_support::free_port_pair();
+    let args: Vec<String> = [
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--user",
+        "sb",
+        "--pass",
+        "s3cret-pw",
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _nats =
+        tokio::task::spawn_blocking(move || switchboard_test_support::ServerProcess::start("nats-server", &args, port))
+            .await
+            .unwrap();
+    let url = format!("tls://localhost:{port}");
+    let config = format!(
+        "[cluster]\nnats_tls_ca_file = {:?}\nheartbeat_interval_ms = 300\nheartbeat_timeout_ms = 2000\n",
+        ca.to_str().unwrap()
+    );
+    let mut hubs = Vec::new();
+    for i in 0..2 {
+        let name = format!("t{i}");
+        let extra = [
+            "--cluster-adapter",
+            "nats",
+            "--nats-url",
+            url.as_str(),
+            "--nats-user",
+            "sb",
+            "--nats-password",
+            "s3cret-pw",
+            "--node-name",
+            name.as_str(),
+        ];
+        hubs.push(Hub::start(&extra, &config).await);
+    }
+    let mut joined = false;
+    for _ in 0..100 {
+        let (_, r) = hubs[0].api("GET", "/api/nodes", Value::Null).await;
+        if r["nodes"].as_array().is_some_and(|n| n.len() == 2) && r["healthy"] == json!(true) {
+            assert_eq!(r["adapter"], json!("nats"), "{r}");
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined, "the hubs did not become one cluster over TLS");
+    let mut b = ws_client(hubs[1].addr, &token("b", 600, &[])).await;
+    let (s, r) = hubs[0].api("POST", "/api/emit", json!({"event": "notification", "users": ["b"], "data": 1})).await;
+    assert_eq!((s, &r["delivered"]), (200, &json!(1)), "{r}");
+    until(&mut b, "notification").await;
+
+    // A wrong password: refused at start-up, the password not printed.
+    let ca_file = format!("[cluster]\nnats_tls_ca_file = {:?}\n", ca.to_str().unwrap());
+    let cfg_path = dir.0.join("bad.toml");
+    std::fs::write(&cfg_path, &ca_file).unwrap();
+    let base = ["--config", cfg_path.to_str().unwrap(), "--cluster-adapter", "nats", "--nats-url", url.as_str()];
+    let mut bad: Vec<&str> = base.to_vec();
+    bad.extend(["--nats-user", "sb", "--nats-password", "wrong-pw"]);
+    let (code, err) = serve_fails(&bad).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cluster.nats_url") && err.to_lowercase().contains("author"), "{err}");
+    assert!(!err.contains("wrong-pw"), "{err}");
+    // No CA for the server's certificate: refused, and it says why.
+    let (code, err) = serve_fails(&[
+        "--cluster-adapter",
+        "nats",
+        "--nats-url",
+        url.as_str(),
+        "--nats-user",
+        "sb",
+        "--nats-password",
+        "s3cret-pw",
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cluster.nats_url"), "{err}");
+    // Two credentials at once: a configuration error naming the fields.
+    let (code, err) =
+        serve_fails(&["--cluster-adapter", "nats", "--nats-user", "sb", "--nats-password", "x", "--nats-token", "t"])
+            .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("one NATS credential"), "{err}");
+    let (code, err) = serve_fails(&["--cluster-adapter", "nats", "--nats-subject-prefix", "a.>"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cluster.nats_subject_prefix"), "{err}");
+}
