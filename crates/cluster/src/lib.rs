@@ -2,7 +2,8 @@
 //!
 //! One logical Socket.IO server across processes and machines. The node protocol (Socket.IO's
 //! cluster-adapter message model, types 1–13) is written once here, in [`protocol`] and
-//! [`Cluster`]; each broker is a small [`Transport`] under it. The socketio crate knows only
+//! [`Cluster`]; each broker is a small [`Transport`] under it: [`redis`] (wire-compatible with
+//! Node's `@socket.io/redis-adapter`) and [`nats`]. The socketio crate knows only
 //! its [`Adapter`](switchboard_socketio::Adapter) trait; [`Cluster::adapter_factory`] plugs a
 //! node into a server.
 //!
@@ -23,9 +24,11 @@
 //! lost for other nodes (this node's sockets still get it, and the caller gets
 //! [`AdapterError::Bus`](switchboard_socketio::AdapterError::Bus)). Requests that need answers
 //! (fetch sockets, broadcast with acks, server-side emit with acks) count the other nodes with
-//! the broker (`PUBSUB SHARDNUMSUB` on Redis), finish when all answered, when the ones that did
-//! not are gone (the count falls at once when a node dies; heartbeats and `ADAPTER_CLOSE`
-//! remove it from the registry), or at the timeout, naming the missing nodes.
+//! the broker (`PUBSUB SHARDNUMSUB` on Redis; on NATS, which cannot count, the nodes that
+//! heartbeat), finish when all answered, when the ones that did not are gone (on Redis the
+//! count falls at once when a node dies; heartbeat timeouts and `ADAPTER_CLOSE` remove it from
+//! the registry), or at the timeout, naming the missing nodes. What a node lost is counted
+//! ([`BusStats::lost`], [`Cluster::last_loss`]), never hidden.
 //!
 //! ## Limits
 //! Every bus message above [`ClusterConfig::max_message_bytes`] is dropped undecoded; the
