@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side cluster benchmark on Redis: three nodes of each server (switchboard-socketio +
-# switchboard-cluster; socketioxide + socketioxide-redis; Node socket.io 4.8 +
-# @socket.io/redis-adapter, sharded), each run on a fresh redis-server. Nodes A and B hold
-# CONNS/2 sockets each, all in room "bench"; node C holds none and publishes: ROUNDS_LAT single
-# broadcasts timed from publish to last delivery (p50/p99), then COUNT broadcasts of SIZE bytes
-# back to back, counted as deliveries per CPU-second of all three nodes and Redis together.
-# Servers and Redis on core 0, the load generator on core 1. Also: the idle memory per socket
+# Side-by-side cluster benchmark: three nodes of each server (switchboard-socketio +
+# switchboard-cluster on Redis and on NATS; socketioxide + socketioxide-redis; Node socket.io
+# 4.8 + @socket.io/redis-adapter, sharded), each run on a fresh redis-server (nats-server for
+# switchboard-nats). Nodes A and B hold CONNS/2 sockets each, all in room "bench"; node C holds
+# none and publishes: ROUNDS_LAT single broadcasts timed from publish to last delivery
+# (p50/p99), then COUNT broadcasts of SIZE bytes back to back, counted as deliveries per
+# CPU-second of all three nodes and the broker together. Servers and the broker on core 0, the load generator on core 1. Also: the idle memory per socket
 # of one switchboard node with the Redis adapter against the in-memory one.
 #
 #   bash bench/cluster_run.sh                 # 10k sockets, 100 x 100 B, 3 rounds (about 5 minutes)
@@ -30,15 +30,19 @@ echo "==> building (release)"
 cargo build --release -q -p switchboard-bench --bin switchboard-sioload --example sio_switchboard_server --example sio_socketioxide_server
 [ -d interop/node_modules/@socket.io/redis-adapter ] || (cd interop && npm ci --no-audit --no-fund --loglevel=error)
 command -v redis-server >/dev/null || { echo "redis-server is needed"; exit 1; }
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || { echo "nats-server is needed"; exit 1; }
+export PATH="$PATH:/usr/sbin"
 
 LOAD="taskset -c 1 target/release/switchboard-sioload"
 RPORT=7400
+NPORT=7402
 
 
 server_cmd() { # impl port
   local url="redis://127.0.0.1:$RPORT"
   case $1 in
     switchboard) echo "target/release/examples/sio_switchboard_server 127.0.0.1:$2 $url bench" ;;
+    switchboard-nats) echo "target/release/examples/sio_switchboard_server 127.0.0.1:$2 nats://127.0.0.1:$NPORT bench" ;;
     socketioxide) echo "target/release/examples/sio_socketioxide_server 127.0.0.1:$2 $url" ;;
     node) echo "node bench/sio_node_server.js $2 $url bench" ;;
   esac
@@ -46,9 +50,13 @@ server_cmd() { # impl port
 
 run_cluster() { # impl
   local impl=$1 pids=() ports=(7411 7412 7413)
-  taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
+  if [ "$impl" = switchboard-nats ]; then
+    taskset -c 0 nats-server -a 127.0.0.1 -p $NPORT >/dev/null 2>&1 &
+  else
+    taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
+  fi
   local rpid=$!
-  wait_port $RPORT
+  if [ "$impl" = switchboard-nats ]; then wait_port $NPORT; else wait_port $RPORT; fi
   for p in "${ports[@]}"; do
     taskset -c 0 $(server_cmd "$impl" "$p") >/dev/null 2>&1 &
     pids+=($!)
@@ -63,14 +71,19 @@ run_cluster() { # impl
   echo "$impl $line" | tee -a "$RES"
 }
 
-run_idle() { # label [redis]
-  local label=$1 redis=${2:-}
+run_idle() { # label [redis|nats]
+  local label=$1 broker=${2:-}
   local rpid=""
-  if [ -n "$redis" ]; then
+  if [ "$broker" = redis ]; then
     taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
     rpid=$!
     wait_port $RPORT
     taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 "redis://127.0.0.1:$RPORT" bench >/dev/null 2>&1 &
+  elif [ "$broker" = nats ]; then
+    taskset -c 0 nats-server -a 127.0.0.1 -p $NPORT >/dev/null 2>&1 &
+    rpid=$!
+    wait_port $NPORT
+    taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 "nats://127.0.0.1:$NPORT" bench >/dev/null 2>&1 &
   else
     taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 >/dev/null 2>&1 &
   fi
@@ -85,11 +98,12 @@ run_idle() { # label [redis]
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round/$ROUNDS"
-  for s in switchboard socketioxide node; do
+  for s in switchboard switchboard-nats socketioxide node; do
     run_cluster "$s"
   done
   run_idle memory
-  run_idle redis yes
+  run_idle redis redis
+  run_idle nats nats
 done
 
 python3 - "$RES" <<'PY'
@@ -107,12 +121,15 @@ for line in open(sys.argv[1]):
         rows.setdefault((name, "bytes_per_socket"), []).append(float(kv["bytes_per_socket"]))
 med = lambda n, k: statistics.median(rows.get((n, k), [0]))
 print()
-print(f"{'figure':34} {'switchboard':>12} {'socketioxide':>13} {'node':>10} {'vs sioxide':>10} {'vs node':>8}")
+print(f"{'figure':34} {'switchboard':>12} {'sb on NATS':>11} {'socketioxide':>13} {'node':>10} {'vs sioxide':>10} {'vs node':>8} {'NATS/Redis':>10}")
 for k, label, hi in [("deliveries_per_cpu_s", "deliveries per CPU-second", True), ("p50_ms", "publish -> last delivery p50 ms", False), ("p99_ms", "publish -> last delivery p99 ms", False)]:
-    a, b, c = med("switchboard", k), med("socketioxide", k), med("node", k)
+    a, n, b, c = med("switchboard", k), med("switchboard-nats", k), med("socketioxide", k), med("node", k)
     r = lambda o: (a / o if hi else o / a) if o and a else 0
-    print(f"{label:34} {a:12.2f} {b:13.2f} {c:10.2f} {r(b):9.2f}x {r(c):7.2f}x")
-m, r = med("memory", "bytes_per_socket"), med("redis", "bytes_per_socket")
+    nr = n / a if a else 0
+    print(f"{label:34} {a:12.2f} {n:11.2f} {b:13.2f} {c:10.2f} {r(b):9.2f}x {r(c):7.2f}x {nr:9.2f}x")
+print("(vs columns: switchboard on Redis against each peer, higher is better for switchboard; NATS/Redis: the raw ratio of each figure)")
+m, r, n = med("memory", "bytes_per_socket"), med("redis", "bytes_per_socket"), med("nats", "bytes_per_socket")
 print(f"{'idle bytes/socket, in-memory':34} {m:12.0f}")
 print(f"{'idle bytes/socket, Redis adapter':34} {r:12.0f}   ({(r / m - 1) * 100 if m else 0:+.1f}%)")
+print(f"{'idle bytes/socket, NATS adapter':34} {n:12.0f}   ({(n / m - 1) * 100 if m else 0:+.1f}%)")
 PY

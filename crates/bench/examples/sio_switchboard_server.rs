@@ -5,8 +5,9 @@
 //! - `blast` `{count, size}`: `count` broadcasts of event `tick` with a `size`-byte string to
 //!   room `bench`, back to back, then acks (when asked) once they are all published.
 //!
-//! `cargo run --release -p switchboard-bench --example sio_switchboard_server -- 127.0.0.1:7001 [REDIS_URL PREFIX]`
-//! With a Redis URL the server is a node of a cluster (switchboard-cluster, sharded pub/sub).
+//! `cargo run --release -p switchboard-bench --example sio_switchboard_server -- 127.0.0.1:7001 [BROKER_URL PREFIX]`
+//! With a broker URL the server is a node of a cluster (switchboard-cluster): `redis://…` on
+//! Redis (sharded pub/sub), `nats://…` on NATS.
 
 use serde_json::Value;
 use switchboard_socketio::{Handlers, SocketIo};
@@ -38,10 +39,15 @@ async fn main() -> std::io::Result<()> {
         });
     let mut builder = SocketIo::builder();
     if let Some(url) = redis {
-        let cfg = switchboard_cluster::redis::RedisConfig::new(url).with_channel_prefix(prefix);
-        let cluster = switchboard_cluster::redis::connect(cfg, switchboard_cluster::ClusterConfig::default())
-            .await
-            .map_err(std::io::Error::other)?;
+        let node = switchboard_cluster::ClusterConfig::default();
+        let cluster = if url.starts_with("nats://") {
+            let cfg = switchboard_cluster::nats::NatsConfig::new(url).with_subject_prefix(prefix);
+            switchboard_cluster::nats::connect(cfg, node).await
+        } else {
+            let cfg = switchboard_cluster::redis::RedisConfig::new(url).with_channel_prefix(prefix);
+            switchboard_cluster::redis::connect(cfg, node).await
+        }
+        .map_err(std::io::Error::other)?;
         builder = builder.adapter(cluster.adapter_factory());
     }
     let io = builder.ns("/", handlers).build();
