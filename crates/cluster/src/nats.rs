@@ -204,23 +204,20 @@ impl Drop for Subscription {
     }
 }
 
-/// The last sequence number seen from each other node on each `all` subject.
+/// The last sequence number seen from each other process on one `all` subject (each
+/// subscription keeps its own).
 #[derive(Default)]
 struct Sequences {
-    seen: HashMap<(String, String), (u64, Instant)>,
+    seen: HashMap<String, (u64, Instant)>,
 }
 
 impl Sequences {
-    /// Records `seq` from `origin` on `subject`; returns how many came before it unseen.
-    fn record(&mut self, origin: &str, subject: &str, seq: u64) -> u64 {
+    /// Records `seq` from `origin`; returns how many of its messages before it went unseen.
+    fn record(&mut self, origin: &str, seq: u64) -> u64 {
         let now = Instant::now();
-        if self.seen.len() > 4096 {
-            // Nodes long gone: forget them (bounded memory).
-            self.seen.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(600));
-        }
-        match self.seen.get_mut(&(origin.to_owned(), subject.to_owned())) {
+        match self.seen.get_mut(origin) {
             Some((last, t)) => {
-                let gap = seq.saturating_sub(*last + 1);
+                let gap = seq.saturating_sub(last.saturating_add(1));
                 if seq > *last {
                     *last = seq;
                 }
@@ -228,7 +225,13 @@ impl Sequences {
                 gap
             }
             None => {
-                self.seen.insert((origin.to_owned(), subject.to_owned()), (seq, now));
+                if self.seen.len() >= 1024 {
+                    // Processes long gone: forget them (bounded memory).
+                    self.seen.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(600));
+                }
+                if self.seen.len() < 4096 {
+                    self.seen.insert(origin.to_owned(), (seq, now));
+                }
                 0
             }
         }
@@ -247,7 +250,6 @@ pub struct NatsTransport {
     /// Last sequence number per `all` subject this process published on; the lock is held
     /// from numbering to handing the message to the client, so numbers go out in order.
     next_seq: tokio::sync::Mutex<HashMap<String, u64>>,
-    sequences: Arc<Mutex<Sequences>>,
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -347,7 +349,6 @@ impl NatsTransport {
             subscriptions: Mutex::new(HashMap::new()),
             origin: format!("{:016x}", rand::random::<u64>()),
             next_seq: tokio::sync::Mutex::new(HashMap::new()),
-            sequences: Arc::new(Mutex::new(Sequences::default())),
         })
     }
 
@@ -393,9 +394,9 @@ impl NatsTransport {
         let tx = self.incoming.clone();
         let nsp = nsp.to_owned();
         let own = self.origin.clone();
-        let sequences = self.sequences.clone();
         let subj = subject.clone();
         let task = tokio::spawn(async move {
+            let mut sequences = Sequences::default();
             // Losses not yet reported because the queue was full: reported with the next
             // message that fits, so no count vanishes.
             let mut unreported = 0u64;
@@ -416,11 +417,11 @@ impl NatsTransport {
                 };
                 let Some(m) = next else { break };
                 if sequenced {
-                    let origin = m.headers.as_ref().and_then(|h| h.get(ORIGIN)).map(|v| v.as_str().to_owned());
+                    let origin = m.headers.as_ref().and_then(|h| h.get(ORIGIN)).map(|v| v.as_str());
                     let seq = m.headers.as_ref().and_then(|h| h.get(SEQ)).and_then(|v| v.as_str().parse::<u64>().ok());
                     if let (Some(origin), Some(seq)) = (origin, seq) {
                         if origin != own {
-                            let gap = sequences.lock().record(&origin, &subj, seq);
+                            let gap = sequences.record(origin, seq);
                             if gap > 0 {
                                 tracing::warn!(subject = subj, gap, "messages missing from another node's sequence");
                                 unreported += gap;
@@ -529,14 +530,24 @@ mod tests {
     #[test]
     fn sequence_gaps_are_counted_once() {
         let mut s = Sequences::default();
-        assert_eq!(s.record("n1", "p.all", 5), 0, "the first message is the baseline");
-        assert_eq!(s.record("n1", "p.all", 6), 0);
-        assert_eq!(s.record("n1", "p.all", 10), 3);
-        assert_eq!(s.record("n1", "p.all", 11), 0);
-        assert_eq!(s.record("n2", "p.all", 1), 0, "per origin");
-        assert_eq!(s.record("n1", "q.all", 1), 0, "per subject");
+        assert_eq!(s.record("n1", 5), 0, "the first message is the baseline");
+        assert_eq!(s.record("n1", 6), 0);
+        assert_eq!(s.record("n1", 10), 3);
+        assert_eq!(s.record("n1", 11), 0);
+        assert_eq!(s.record("n2", 1), 0, "per origin");
         // A late (reordered) message is not a gap and does not move the mark back.
-        assert_eq!(s.record("n1", "p.all", 9), 0);
-        assert_eq!(s.record("n1", "p.all", 12), 0);
+        assert_eq!(s.record("n1", 9), 0);
+        assert_eq!(s.record("n1", 12), 0);
+        assert_eq!(s.record("n1", u64::MAX), u64::MAX - 13);
+        assert_eq!(s.record("n1", u64::MAX), 0, "no overflow");
+    }
+
+    #[test]
+    fn the_origin_table_is_bounded() {
+        let mut s = Sequences::default();
+        for i in 0..10_000 {
+            s.record(&format!("n{i}"), 1);
+        }
+        assert!(s.seen.len() <= 4096, "{}", s.seen.len());
     }
 }

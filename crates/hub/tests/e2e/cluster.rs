@@ -575,6 +575,12 @@ async fn broker_outage(bus: Bus) {
     assert!(until(&mut b, "notification").await.contains("\"data\":3"));
     let m = http(hubs[1].addr, "GET", "/metrics", &[], &Value::Null).await.1;
     assert!(!m.contains("switchboard_bus_reconnects_total 0\n"), "{m}");
+    assert!(!m.contains("switchboard_bus_disconnects_total 0\n"), "{m}");
+    // /api/nodes says what happened to the bus.
+    let (_, r) = hubs[1].api("GET", "/api/nodes", Value::Null).await;
+    assert!(r["bus"]["disconnects"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert!(r["bus"]["reconnects"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert!(r["bus"].get("last_loss_ms_ago").is_some(), "{r}");
 }
 
 /// `serve` on a free port with the given flags, expected to exit: (exit code, stderr).
