@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::transport::{BusError, BusFuture, Incoming, Target, Transport};
+use crate::transport::{BusError, BusFuture, Forwarder, Incoming, Target, Transport};
 
 const ORIGIN: &str = "Sb-Origin";
 const SEQ: &str = "Sb-Seq";
@@ -397,25 +397,8 @@ impl NatsTransport {
         let subj = subject.clone();
         let task = tokio::spawn(async move {
             let mut sequences = Sequences::default();
-            // Losses not yet reported because the queue was full: reported with the next
-            // message that fits, so no count vanishes.
-            let mut unreported = 0u64;
-            loop {
-                let next = if unreported > 0 {
-                    // Or within 100 ms if no message comes.
-                    tokio::select! {
-                        m = sub.next() => m,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {
-                            if tx.try_send(Incoming::Lost(unreported)).is_ok() {
-                                unreported = 0;
-                            }
-                            continue;
-                        }
-                    }
-                } else {
-                    sub.next().await
-                };
-                let Some(m) = next else { break };
+            let mut out = Forwarder::new(tx);
+            while let Some(m) = out.wait(sub.next()).await {
                 if sequenced {
                     let origin = m.headers.as_ref().and_then(|h| h.get(ORIGIN)).map(|v| v.as_str());
                     let seq = m.headers.as_ref().and_then(|h| h.get(SEQ)).and_then(|v| v.as_str().parse::<u64>().ok());
@@ -424,18 +407,12 @@ impl NatsTransport {
                             let gap = sequences.record(origin, seq);
                             if gap > 0 {
                                 tracing::warn!(subject = subj, gap, "messages missing from another node's sequence");
-                                unreported += gap;
+                                out.lost(gap);
                             }
                         }
                     }
                 }
-                // A full queue loses the message: counted, never blocking the receiver.
-                if unreported > 0 && tx.try_send(Incoming::Lost(unreported)).is_ok() {
-                    unreported = 0;
-                }
-                if tx.try_send(Incoming::Node { nsp: nsp.clone(), payload: m.payload }).is_err() {
-                    unreported += 1;
-                }
+                out.forward(Incoming::Node { nsp: nsp.clone(), payload: m.payload });
             }
         });
         self.subscriptions.lock().insert(subject, Subscription { task: task.abort_handle() });

@@ -30,7 +30,7 @@ use fred::types::MessageKind;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
-use crate::transport::{BusError, BusFuture, Incoming, Target, Transport};
+use crate::transport::{BusError, BusFuture, Forwarder, Incoming, Target, Transport};
 
 /// Where and how to reach Redis.
 #[derive(Clone, Debug)]
@@ -164,40 +164,18 @@ impl RedisTransport {
         let prefixes = self.emitter_prefixes.clone();
         let tx = incoming.clone();
         tokio::spawn(async move {
-            // Losses not yet reported because the queue was full: reported with the next
-            // message that fits, so no count vanishes.
-            let mut unreported = 0u64;
+            let mut out = Forwarder::new(tx);
             loop {
-                let next = if unreported > 0 {
-                    // Or within 100 ms if no message comes.
-                    tokio::select! {
-                        m = rx.recv() => m,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {
-                            if tx.try_send(Incoming::Lost(unreported)).is_ok() {
-                                unreported = 0;
-                            }
-                            continue;
-                        }
-                    }
-                } else {
-                    rx.recv().await
-                };
-                let m = match next {
+                let m = match out.wait(rx.recv()).await {
                     Ok(m) => m,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        unreported += n;
+                        out.lost(n);
                         continue;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 };
                 if let Some(inc) = route(m, &routes, &prefixes) {
-                    if unreported > 0 && tx.try_send(Incoming::Lost(unreported)).is_ok() {
-                        unreported = 0;
-                    }
-                    // A full queue loses the message: counted, never blocking the receiver.
-                    if tx.try_send(inc).is_err() {
-                        unreported += 1;
-                    }
+                    out.forward(inc);
                 }
             }
         });

@@ -3,8 +3,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
 /// A boxed future of a transport call.
 pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BusError>> + Send + 'a>>;
@@ -94,5 +96,78 @@ pub trait Transport: Send + Sync + 'static {
     /// Whether room broadcasts go to room channels (else everything goes to `Main`).
     fn has_room_channels(&self) -> bool {
         false
+    }
+}
+
+/// What a transport's receiving task hands to the node's bounded queue. A message that does not
+/// fit is lost, never waited for (the receiver must keep reading the broker); the losses are
+/// counted and reported as [`Incoming::Lost`] as soon as the queue has room, so no count
+/// vanishes while the queue is full.
+pub(crate) struct Forwarder {
+    tx: mpsc::Sender<Incoming>,
+    unreported: u64,
+}
+
+impl Forwarder {
+    pub(crate) fn new(tx: mpsc::Sender<Incoming>) -> Self {
+        Forwarder { tx, unreported: 0 }
+    }
+
+    /// Counts `n` messages lost before they reached this task.
+    pub(crate) fn lost(&mut self, n: u64) {
+        self.unreported = self.unreported.saturating_add(n);
+    }
+
+    /// Passes `inc` on, or counts it lost.
+    pub(crate) fn forward(&mut self, inc: Incoming) {
+        self.report();
+        if self.tx.try_send(inc).is_err() {
+            self.lost(1);
+        }
+    }
+
+    /// Waits for `next` (the broker's next message); while losses are unreported, tries to
+    /// report them every 100 ms meanwhile.
+    pub(crate) async fn wait<T>(&mut self, next: impl Future<Output = T>) -> T {
+        tokio::pin!(next);
+        loop {
+            if self.unreported == 0 {
+                return next.await;
+            }
+            tokio::select! {
+                v = &mut next => return v,
+                () = tokio::time::sleep(Duration::from_millis(100)) => self.report(),
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        if self.unreported > 0 && self.tx.try_send(Incoming::Lost(self.unreported)).is_ok() {
+            self.unreported = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn losses_over_a_full_queue_are_reported_once_there_is_room() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut f = Forwarder::new(tx);
+        for _ in 0..5 {
+            f.forward(Incoming::Reconnected);
+        }
+        f.lost(10);
+        // Two fit; three were lost, plus ten before: reported when the queue has room.
+        assert_eq!(rx.recv().await, Some(Incoming::Reconnected));
+        assert_eq!(rx.recv().await, Some(Incoming::Reconnected));
+        let waited = f.wait(tokio::time::sleep(Duration::from_millis(250))).await;
+        assert_eq!(waited, ());
+        assert_eq!(rx.recv().await, Some(Incoming::Lost(13)));
+        f.forward(Incoming::Reconnected);
+        assert_eq!(rx.recv().await, Some(Incoming::Reconnected));
+        assert!(rx.try_recv().is_err(), "reported once");
     }
 }

@@ -64,6 +64,21 @@ impl Bus {
     }
 }
 
+/// One test per broker of a scenario `async fn(Bus)`.
+macro_rules! per_bus {
+    ($scenario:ident: $redis:ident, $nats:ident) => {
+        #[tokio::test]
+        async fn $redis() {
+            $scenario(Bus::Redis).await;
+        }
+
+        #[tokio::test]
+        async fn $nats() {
+            $scenario(Bus::Nats).await;
+        }
+    };
+}
+
 /// Hub flags: `bus` args, then `extra`.
 fn hub_args<'a>(bus: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
     bus.iter().map(String::as_str).chain(extra.iter().copied()).collect()
@@ -209,15 +224,7 @@ impl WsMember {
     }
 }
 
-#[tokio::test]
-async fn three_hubs_on_redis_behind_round_robin_nginx_are_one_hub() {
-    one_hub_behind_nginx(Bus::Redis).await;
-}
-
-#[tokio::test]
-async fn three_hubs_on_nats_behind_round_robin_nginx_are_one_hub() {
-    one_hub_behind_nginx(Bus::Nats).await;
-}
+per_bus!(one_hub_behind_nginx: three_hubs_on_redis_behind_round_robin_nginx_are_one_hub, three_hubs_on_nats_behind_round_robin_nginx_are_one_hub);
 
 async fn one_hub_behind_nginx(bus: Bus) {
     if !bus.available()
@@ -374,18 +381,10 @@ async fn one_hub_behind_nginx(bus: Bus) {
     }
 }
 
-/// Two processes share one port (`server.reuse_port`), each a node: a polling client through
-/// the shared port works whichever process each request reaches (forwarded to the owner on
-/// its own advertised address), gets a push and answers a call.
-#[tokio::test]
-async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub_on_redis() {
-    reuse_port_nodes(Bus::Redis).await;
-}
-
-#[tokio::test]
-async fn processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub_on_nats() {
-    reuse_port_nodes(Bus::Nats).await;
-}
+// Two processes share one port (`server.reuse_port`), each a node: a polling client through
+// the shared port works whichever process each request reaches (forwarded to the owner on
+// its own advertised address), gets a push and answers a call.
+per_bus!(reuse_port_nodes: processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub_on_redis, processes_sharing_a_port_with_reuse_port_are_nodes_of_one_hub_on_nats);
 
 async fn reuse_port_nodes(bus: Bus) {
     if !bus.available()
@@ -419,15 +418,7 @@ async fn reuse_port_nodes(bus: Bus) {
     }
 }
 
-#[tokio::test]
-async fn a_killed_node_leaves_the_redis_cluster_and_requests_stop_waiting_for_it() {
-    killed_node(Bus::Redis).await;
-}
-
-#[tokio::test]
-async fn a_killed_node_leaves_the_nats_cluster_and_requests_stop_waiting_for_it() {
-    killed_node(Bus::Nats).await;
-}
+per_bus!(killed_node: a_killed_node_leaves_the_redis_cluster_and_requests_stop_waiting_for_it, a_killed_node_leaves_the_nats_cluster_and_requests_stop_waiting_for_it);
 
 async fn killed_node(bus: Bus) {
     if !bus.available() {
@@ -468,19 +459,11 @@ async fn killed_node(bus: Bus) {
     assert!(m.contains("switchboard_bus_nodes 2"), "{m}");
 }
 
-/// The broker goes away under two hubs and comes back (security: C1–C3): local delivery goes
-/// on, cross-node operations answer 502 instead of pretending, the metrics and `/api/nodes`
-/// say so; once the broker is back the nodes resubscribe, the probe passes, and everything
-/// works again.
-#[tokio::test]
-async fn redis_outage_fails_loudly_and_heals() {
-    broker_outage(Bus::Redis).await;
-}
-
-#[tokio::test]
-async fn nats_outage_fails_loudly_and_heals() {
-    broker_outage(Bus::Nats).await;
-}
+// The broker goes away under two hubs and comes back (security: C1–C3): local delivery goes
+// on, cross-node operations answer 502 instead of pretending, the metrics and `/api/nodes`
+// say so; once the broker is back the nodes resubscribe, the probe passes, and everything
+// works again.
+per_bus!(broker_outage: redis_outage_fails_loudly_and_heals, nats_outage_fails_loudly_and_heals);
 
 async fn broker_outage(bus: Bus) {
     let Some(broker) = tokio::task::spawn_blocking(move || bus.start_own()).await.unwrap() else {
@@ -633,21 +616,17 @@ async fn nats_credentials_and_tls() {
         "[cluster]\nnats_tls_ca_file = {:?}\nheartbeat_interval_ms = 300\nheartbeat_timeout_ms = 2000\n",
         ca.to_str().unwrap()
     );
+    // The NATS flags with a password.
+    let with_password = |pw: &'static str| {
+        let mut v = vec!["--cluster-adapter", "nats", "--nats-url", url.as_str(), "--nats-user", "sb"];
+        v.extend(["--nats-password", pw]);
+        v
+    };
     let mut hubs = Vec::new();
     for i in 0..2 {
         let name = format!("t{i}");
-        let extra = [
-            "--cluster-adapter",
-            "nats",
-            "--nats-url",
-            url.as_str(),
-            "--nats-user",
-            "sb",
-            "--nats-password",
-            "s3cret-pw",
-            "--node-name",
-            name.as_str(),
-        ];
+        let mut extra = with_password("s3cret-pw");
+        extra.extend(["--node-name", name.as_str()]);
         hubs.push(Hub::start(&extra, &config).await);
     }
     let mut joined = false;
@@ -670,25 +649,14 @@ async fn nats_credentials_and_tls() {
     let ca_file = format!("[cluster]\nnats_tls_ca_file = {:?}\n", ca.to_str().unwrap());
     let cfg_path = dir.0.join("bad.toml");
     std::fs::write(&cfg_path, &ca_file).unwrap();
-    let base = ["--config", cfg_path.to_str().unwrap(), "--cluster-adapter", "nats", "--nats-url", url.as_str()];
-    let mut bad: Vec<&str> = base.to_vec();
-    bad.extend(["--nats-user", "sb", "--nats-password", "wrong-pw"]);
+    let mut bad = with_password("wrong-pw");
+    bad.extend(["--config", cfg_path.to_str().unwrap()]);
     let (code, err) = serve_fails(&bad).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cluster.nats_url") && err.to_lowercase().contains("author"), "{err}");
     assert!(!err.contains("wrong-pw"), "{err}");
     // No CA for the server's certificate: refused, and it says why.
-    let (code, err) = serve_fails(&[
-        "--cluster-adapter",
-        "nats",
-        "--nats-url",
-        url.as_str(),
-        "--nats-user",
-        "sb",
-        "--nats-password",
-        "s3cret-pw",
-    ])
-    .await;
+    let (code, err) = serve_fails(&with_password("s3cret-pw")).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cluster.nats_url"), "{err}");
     // Two credentials at once: a configuration error naming the fields.
