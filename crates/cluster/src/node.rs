@@ -634,7 +634,7 @@ impl Adapter for ClusterAdapter {
                 (into_packet(msg), r)
             };
             // The local delivery happens whatever the bus did (security: C3).
-            let n = self.shared.local.deliver(ns, &packet.into_encoded(ns.name(), None), opts);
+            let n = self.shared.local.deliver_packet(ns, packet, opts);
             published.map(|()| n)
         })
     }
@@ -649,7 +649,7 @@ impl Adapter for ClusterAdapter {
         Box::pin(async move {
             if opts.local {
                 return Ok(BroadcastReport {
-                    local: self.shared.local.deliver(ns, &packet.into_encoded(ns.name(), None), opts),
+                    local: self.shared.local.deliver_packet(ns, packet, opts),
                     ..Default::default()
                 });
             }
@@ -660,7 +660,7 @@ impl Adapter for ClusterAdapter {
             let msg =
                 Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: Some(id.clone()) };
             let published = self.inner.publish_ref(self.nsp(), Target::Main, &msg).await;
-            let local = self.shared.local.deliver(ns, &into_packet(msg).into_encoded(ns.name(), None), opts);
+            let local = self.shared.local.deliver_packet(ns, into_packet(msg), opts);
             if let Err(e) = published {
                 self.inner.unregister(&id);
                 return Err(e);
@@ -1045,7 +1045,7 @@ async fn apply(inner: &Arc<Inner>, shared: &Arc<NsShared>, ns: &Arc<Namespace>, 
         Message::Heartbeat(_) => {}
         Message::AdapterClose => inner.node_gone(&from),
         Message::Broadcast { packet, sel, request_id: None, count_request } => {
-            let n = shared.local.deliver(ns, &packet.into_encoded(ns.name(), None), &sel.opts);
+            let n = shared.local.deliver_packet(ns, packet, &sel.opts);
             if let Some(id) = count_request {
                 let i = inner.clone();
                 tokio::spawn(async move {
@@ -1136,7 +1136,7 @@ fn on_emitter_broadcast(inner: &Arc<Inner>, nsp: &str, room: Option<String>, pay
     match EmitterMessage::decode_broadcast(payload, inner.config.max_message_bytes) {
         Ok(EmitterMessage::Broadcast { nsp: pnsp, packet, sel }) if pnsp == nsp => {
             inner.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-            shared.local.deliver(&ns, &packet.into_encoded(ns.name(), None), &sel.opts);
+            shared.local.deliver_packet(&ns, packet, &sel.opts);
         }
         _ => {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);

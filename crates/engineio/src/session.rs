@@ -165,7 +165,9 @@ impl Frame {
         }
     }
 
-    fn len(&self) -> usize {
+    /// Its size in bytes, about as polling sends it (what queue limits count).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
         match self {
             Frame::Text(t) => t.len(),
             Frame::Binary(b) => b.len() + 1,

@@ -391,6 +391,16 @@ impl LocalAdapter {
         out
     }
 
+    /// Encodes `packet` once and sends it to this node's selected sockets; with connection
+    /// state recovery on (and not volatile), the event gets its offset and is logged first
+    /// ([`crate::recovery`]). Returns how many sockets it was queued for.
+    pub fn deliver_packet(&self, ns: &Namespace, packet: BroadcastPacket, opts: &BroadcastOptions) -> usize {
+        match ns.recovery_store() {
+            Some(store) if !opts.volatile => self.deliver(ns, &store.stamp(ns.name(), packet, opts), opts),
+            _ => self.deliver(ns, &packet.into_encoded(ns.name(), None), opts),
+        }
+    }
+
     /// Delivers an encoded packet to this node's selected sockets; returns how many it was
     /// queued for.
     pub fn deliver(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) -> usize {
@@ -599,7 +609,7 @@ impl Adapter for LocalAdapter {
         packet: BroadcastPacket,
         opts: &'a BroadcastOptions,
     ) -> AdapterFuture<'a, usize> {
-        ready(self.deliver(ns, &packet.into_encoded(ns.name(), None), opts))
+        ready(self.deliver_packet(ns, packet, opts))
     }
 
     fn broadcast_with_ack<'a>(

@@ -11,6 +11,7 @@ use serde_json::Value;
 use switchboard_engineio::{CloseReason, Data, ErrorCode, Handshake, Session};
 
 use crate::packet::{Decoder, Packet, PacketType};
+use crate::recovery::Recovery;
 use crate::socket::{AckResponse, AckSender, DisconnectReason, Event, Socket};
 use crate::IoInner;
 
@@ -243,12 +244,35 @@ impl IoHandler {
         };
         // No payload is an empty object, as the official clients and the Node server treat it.
         let auth = p.data.unwrap_or_else(|| Value::Object(serde_json::Map::new()));
-        let socket = Socket::new(ns.clone(), session, auth);
+        // Connection state recovery: a client that had a session sends its `pid` and the
+        // offset of the last event it got (both strings, or it is not a request).
+        let mut taken = None;
+        let mut gap = None;
+        if let Some(store) = ns.recovery_store() {
+            if let (Some(Value::String(pid)), Some(Value::String(offset))) = (auth.get("pid"), auth.get("offset")) {
+                match store.take(pid, offset) {
+                    Ok((kept, seq)) => taken = Some((kept, seq, pid.clone())),
+                    Err(g) => gap = Some(g),
+                }
+            }
+        }
+        let mut socket = Socket::new(ns.clone(), session, auth);
+        if let Some((kept, _, pid)) = &taken {
+            socket = socket.with_id(kept.sid);
+            socket.set_data(kept.data.clone());
+            *socket.0.pid.lock() = Some(pid.clone());
+            // Until the replay is out, live copies of logged events are dropped (they are in it).
+            socket.0.replayed_until.store(u64::MAX, Ordering::Release);
+        } else if ns.recovery_store().is_some() {
+            *socket.0.pid.lock() = Some(crate::recovery::new_pid());
+        }
+        let skip_middleware = taken.is_some() && ns.recovery_store().is_some_and(|s| s.config.skip_middlewares);
         let waiting = conn.waiting.clone();
         let outer = session.clone();
         let session = session.clone();
         let run = async move {
-            for m in &ns.handlers().middleware {
+            let middleware: &[crate::ns::MiddlewareFn] = if skip_middleware { &[] } else { &ns.handlers().middleware };
+            for m in middleware {
                 if let Err(e) = m(socket.clone()).await {
                     *session.data().pending.lock() -= 1;
                     let e = crate::socket::Encoded::new(&connect_error(ns.name(), e.to_json()));
@@ -268,16 +292,48 @@ impl IoHandler {
             if !session.data().connected_once.swap(true, Ordering::AcqRel) {
                 session.set_deadline(None);
             }
+            if let (Some((kept, seq, _)), Some(store)) = (&taken, ns.recovery_store()) {
+                // Back in its rooms first, so that events numbered from now on reach it live;
+                // those numbered before are in the log. The missed events go before the
+                // CONNECT reply (the client holds them until it is connected).
+                let _ = ns.adapter().add_all(&ns, socket.id(), kept.rooms.clone()).await;
+                match store.collect(*seq, socket.id(), &kept.rooms) {
+                    Ok(missed) => {
+                        for e in &missed.events {
+                            let _ = socket.send_replayed(e);
+                        }
+                        socket.0.replayed_until.store(missed.seen, Ordering::Release);
+                        *socket.0.recovery.lock() = Recovery::Recovered { replayed: missed.events.len() };
+                    }
+                    Err(g) => {
+                        // Trimmed meanwhile: a new session after all (its rooms were its own).
+                        socket.0.replayed_until.store(0, Ordering::Release);
+                        *socket.0.pid.lock() = Some(crate::recovery::new_pid());
+                        gap = Some(g);
+                    }
+                }
+            }
+            if let Some(g) = &gap {
+                *socket.0.recovery.lock() = Recovery::Failed(g.clone());
+            }
+            let mut reply = serde_json::json!({ "sid": socket.id().to_string() });
+            if let Some(pid) = socket.0.pid.lock().clone() {
+                reply["pid"] = Value::String(pid);
+            }
             let ok = Packet {
                 kind: PacketType::Connect,
                 nsp: ns.name().to_owned(),
                 id: None,
-                data: Some(serde_json::json!({ "sid": socket.id().to_string() })),
+                data: Some(reply),
                 attachments: Vec::new(),
             };
             // The CONNECT reply is queued before the handler runs, so it arrives first.
             if socket.send_packet(&ok).is_err() {
                 return;
+            }
+            if let Some(g) = &gap {
+                // The explicit gap signal: the client asked to recover and could not.
+                let _ = socket.emit_control(crate::recovery::GAP_EVENT, g.to_json());
             }
             if session.is_closed() {
                 // The session closed while we connected: undo.

@@ -51,6 +51,7 @@ mod ns;
 mod operators;
 pub mod packet;
 pub mod payload;
+pub mod recovery;
 mod socket;
 
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace,
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
 pub use payload::{from_payload, to_payload};
+pub use recovery::{Gap, GapReason, Recovery, RecoveryConfig, GAP_EVENT};
 pub use socket::{
     AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Outgoing, SinkCache,
     Socket, SocketSink,
@@ -103,6 +105,8 @@ pub struct SocketIoConfig {
     /// Decoder caps: attachments per packet (10), their bytes (1 MB), assembly time (10 s),
     /// namespace name length (256) (security: E14).
     pub limits: Limits,
+    /// Connection state recovery ([`recovery`]); off (`None`) by default.
+    pub recovery: Option<RecoveryConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -115,6 +119,7 @@ impl Default for SocketIoConfig {
             ack_timeout: Duration::from_secs(10),
             max_waiting_handlers: 256,
             limits: Limits::default(),
+            recovery: None,
         }
     }
 }
@@ -228,7 +233,13 @@ impl IoInner {
             return None;
         }
         *count += 1;
-        let ns = Arc::new(Namespace::new(name, handlers.clone(), (self.adapter)(name), self.config.ack_timeout));
+        let ns = Arc::new(Namespace::new(
+            name,
+            handlers.clone(),
+            (self.adapter)(name),
+            self.config.ack_timeout,
+            self.config.recovery.clone(),
+        ));
         ns.adapter().init(&ns);
         map.insert(name.to_owned(), ns.clone());
         Some(ns)
@@ -265,6 +276,14 @@ impl SocketIoBuilder {
     /// Sets the configuration.
     pub fn config(mut self, config: SocketIoConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Turns connection state recovery on ([`recovery`]): clients that lose their connection
+    /// and come back within [`RecoveryConfig::max_disconnection_duration`] get their id, rooms,
+    /// data and the events they missed; those that cannot are told so.
+    pub fn connection_state_recovery(mut self, config: RecoveryConfig) -> Self {
+        self.config.recovery = Some(config);
         self
     }
 
@@ -317,12 +336,13 @@ impl SocketIoBuilder {
     pub fn build(self) -> SocketIo {
         let mut map = HashMap::new();
         let ack = self.config.ack_timeout;
+        let rec = self.config.recovery.clone();
         for (name, h) in self.namespaces {
-            let ns = Arc::new(Namespace::new(&name, Arc::new(h), (self.adapter)(&name), ack));
+            let ns = Arc::new(Namespace::new(&name, Arc::new(h), (self.adapter)(&name), ack, rec.clone()));
             map.insert(name, ns);
         }
         map.entry("/".to_owned())
-            .or_insert_with(|| Arc::new(Namespace::new("/", Arc::new(Handlers::new()), (self.adapter)("/"), ack)));
+            .or_insert_with(|| Arc::new(Namespace::new("/", Arc::new(Handlers::new()), (self.adapter)("/"), ack, rec)));
         for ns in map.values() {
             ns.adapter().init(ns);
         }
@@ -400,6 +420,7 @@ impl SocketIo {
                 Arc::new(Handlers::new()),
                 Box::new(LocalAdapter::new()),
                 self.inner.config.ack_timeout,
+                None,
             )),
         }
     }

@@ -199,6 +199,8 @@ pub struct Namespace {
     adapter: Box<dyn Adapter>,
     ack_timeout: Duration,
     next_ack: AtomicU64,
+    /// The log and kept sessions of connection state recovery, when it is on.
+    recovery: Option<crate::recovery::SessionStore>,
 }
 
 impl fmt::Debug for Namespace {
@@ -208,7 +210,13 @@ impl fmt::Debug for Namespace {
 }
 
 impl Namespace {
-    pub(crate) fn new(name: &str, handlers: Arc<Handlers>, adapter: Box<dyn Adapter>, ack_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        handlers: Arc<Handlers>,
+        adapter: Box<dyn Adapter>,
+        ack_timeout: Duration,
+        recovery: Option<crate::recovery::RecoveryConfig>,
+    ) -> Self {
         Namespace {
             name: Arc::from(name),
             handlers,
@@ -216,7 +224,18 @@ impl Namespace {
             adapter,
             ack_timeout,
             next_ack: AtomicU64::new(0),
+            recovery: recovery.map(crate::recovery::SessionStore::new),
         }
+    }
+
+    /// The recovery log and sessions, when connection state recovery is on.
+    pub(crate) fn recovery_store(&self) -> Option<&crate::recovery::SessionStore> {
+        self.recovery.as_ref()
+    }
+
+    /// Whether connection state recovery is on.
+    pub fn recovery_enabled(&self) -> bool {
+        self.recovery.is_some()
     }
 
     /// A fresh acknowledgement id of this namespace on this node. One encoded broadcast

@@ -135,6 +135,9 @@ pub struct Encoded {
     pub(crate) source: Option<Arc<crate::adapter::BroadcastPacket>>,
     /// Scratch space shared by the external sockets it reaches.
     pub(crate) cache: SinkCache,
+    /// Its place in the namespace's recovery log (connection state recovery): the packet
+    /// carries the offset as its last argument.
+    pub(crate) seq: Option<u64>,
 }
 
 impl Encoded {
@@ -143,7 +146,12 @@ impl Encoded {
         let mut frames = Vec::with_capacity(1 + packet.attachments.len());
         frames.push(Frame::message(&packet.encode()));
         frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
-        Encoded { frames, ack_id: packet.id, source: None, cache: SinkCache::default() }
+        Encoded { frames, ack_id: packet.id, source: None, cache: SinkCache::default(), seq: None }
+    }
+
+    /// The bytes of its frames (as polling sends them).
+    pub(crate) fn byte_len(&self) -> usize {
+        self.frames.iter().map(Frame::len).sum()
     }
 
     /// Encodes a packet for a broadcast: the WebSocket frames are encoded here too, once for
@@ -160,7 +168,7 @@ impl Encoded {
         let mut frames = Vec::with_capacity(1 + source.binary.len());
         frames.push(Frame::message(text).prepare());
         frames.extend(source.binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
-        Encoded { frames, ack_id, source: Some(source), cache: SinkCache::default() }
+        Encoded { frames, ack_id, source: Some(source), cache: SinkCache::default(), seq: None }
     }
 }
 
@@ -222,6 +230,10 @@ pub struct Outgoing<'a> {
     /// Shared by every recipient of one broadcast on this node, so that a sink can encode
     /// once for all of them (keyed as the sink likes, e.g. by `via`).
     pub cache: Option<&'a SinkCache>,
+    /// With connection state recovery on: the event's offset, which is also the last element
+    /// of `data` (where Socket.IO clients read it). A sink that speaks another protocol drops
+    /// that element and may pass the offset its own way.
+    pub offset: Option<&'a str>,
 }
 
 /// Per-broadcast scratch space for [`SocketSink`]s: encoded forms, keyed by the room the
@@ -282,6 +294,13 @@ pub(crate) struct SocketInner {
     data: Mutex<Value>,
     /// When it connected, in milliseconds since the Unix epoch.
     issued: u64,
+    /// Its connection state recovery session secret (`pid`), when recovery is on.
+    pub(crate) pid: Mutex<Option<String>>,
+    /// What became of its recovery request.
+    pub(crate) recovery: Mutex<crate::recovery::Recovery>,
+    /// Logged events up to this sequence number were replayed to it (or are about to be):
+    /// their live copies are dropped.
+    pub(crate) replayed_until: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Socket {
@@ -335,7 +354,31 @@ impl Socket {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(0),
+            pid: Mutex::new(None),
+            recovery: Mutex::new(crate::recovery::Recovery::Fresh),
+            replayed_until: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// A socket that takes over a recovered session's id.
+    pub(crate) fn with_id(mut self, id: Sid) -> Socket {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.id = id;
+        }
+        self
+    }
+
+    /// Whether the connection state was recovered: the same id, rooms and data as before the
+    /// connection was lost, and the events missed meanwhile delivered (Node's
+    /// `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        matches!(*self.0.recovery.lock(), crate::recovery::Recovery::Recovered { .. })
+    }
+
+    /// What became of the socket's connection state: fresh, recovered, or a failed recovery
+    /// and why ([`crate::recovery`]).
+    pub fn recovery(&self) -> crate::recovery::Recovery {
+        self.0.recovery.lock().clone()
     }
 
     /// The socket id (distinct from the Engine.IO session id; sent to the client on connect).
@@ -442,13 +485,25 @@ impl Socket {
     /// [`send_encoded`](Self::send_encoded), saying which room reached the socket (for
     /// external sockets).
     pub(crate) fn send_encoded_via(&self, e: &Encoded, volatile: bool, via: Option<&Room>) -> Result<bool, EmitError> {
+        self.send_inner(e, volatile, via, false)
+    }
+
+    fn send_inner(&self, e: &Encoded, volatile: bool, via: Option<&Room>, replay: bool) -> Result<bool, EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);
+        }
+        // An event that the recovery replay sent already (or is sending).
+        if !replay && e.seq.is_some_and(|s| s <= self.0.replayed_until.load(Ordering::Acquire)) {
+            return Ok(true);
         }
         let session = match &self.0.transport {
             Transport::Engine(w) => w.upgrade().ok_or(EmitError::Disconnected)?,
             Transport::External(sink, _) => {
                 let Some(src) = &e.source else { return Err(EmitError::Disconnected) };
+                let offset = match (e.seq, &src.data) {
+                    (Some(_), Value::Array(a)) => a.last().and_then(Value::as_str),
+                    _ => None,
+                };
                 return sink.send(Outgoing {
                     kind: src.kind(),
                     data: Some(&src.data),
@@ -457,6 +512,7 @@ impl Socket {
                     via,
                     volatile,
                     cache: Some(&e.cache),
+                    offset,
                 });
             }
         };
@@ -469,6 +525,17 @@ impl Socket {
             }
             Err(_) => Err(EmitError::Disconnected),
         }
+    }
+
+    /// Sends a logged event again (the recovery replay), past the filter that drops its live
+    /// copies.
+    pub(crate) fn send_replayed(&self, e: &Encoded) -> Result<bool, EmitError> {
+        self.send_inner(e, false, None, true)
+    }
+
+    /// Emits an event that is not logged for recovery (the gap signal itself).
+    pub(crate) fn emit_control(&self, event: &str, arg: Value) -> Result<bool, EmitError> {
+        self.send_packet(&event_packet(self.0.ns.name(), event, vec![arg], Vec::new(), None)?)
     }
 
     pub(crate) fn send_packet(&self, p: &Packet) -> Result<bool, EmitError> {
@@ -484,6 +551,7 @@ impl Socket {
                 via: None,
                 volatile: false,
                 cache: None,
+                offset: None,
             });
         }
         self.send_encoded(&Encoded::new(p), false)
@@ -528,6 +596,12 @@ impl Socket {
     pub fn emit_with(&self, event: &str, args: Vec<Value>, binary: Vec<Bytes>) -> Result<(), EmitError> {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
+        }
+        if let Some(store) = self.0.ns.recovery_store() {
+            // Logged like a broadcast to this socket, so that it can be replayed.
+            let packet = crate::adapter::BroadcastPacket::event(event, args, binary)?;
+            let e = store.stamp(self.0.ns.name(), packet, &crate::adapter::BroadcastOptions::socket(self.id()));
+            return self.send_encoded(&e, false).map(|_| ());
         }
         self.send_packet(&event_packet(self.0.ns.name(), event, args, binary, None)?).map(|_| ())
     }
@@ -624,7 +698,21 @@ impl Socket {
         let ns = self.0.ns.clone();
         ns.remove_socket(self.id());
         let socket = self.clone();
+        let keep = matches!(
+            reason,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ForcedClose
+                | DisconnectReason::ServerShutdown
+        );
         tokio::spawn(async move {
+            // A lost connection's session is kept for recovery (not one that left on purpose).
+            let pid = if keep { socket.0.pid.lock().clone() } else { None };
+            if let (Some(store), Some(pid)) = (ns.recovery_store(), pid) {
+                let rooms = ns.adapter().socket_rooms(&ns, socket.id()).await.unwrap_or_default();
+                store.persist(pid, socket.id(), rooms, socket.data());
+            }
             let _ = ns.adapter().del_all(&ns, socket.id()).await;
             // External sockets are their embedder's: the namespace's handler is not theirs.
             if socket.is_external() {

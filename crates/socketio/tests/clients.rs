@@ -32,8 +32,8 @@ fn sid_after(out: &str, tag: &str) -> String {
 }
 
 /// What every client run must have left in the server's log.
-/// `reason`: how the client's own disconnect shows on the server (python-socketio may close
-/// the transport before its DISCONNECT packet leaves).
+/// `reasons`: how the client's own disconnect may show on the server (python-socketio may
+/// close the transport before its DISCONNECT packet leaves).
 async fn check_server_side(srv: &TestServer, hb: &TestServer, out: &str, reasons: &[&str]) {
     let c = sid_after(out, "client-disconnect-sid ");
     assert!(!c.is_empty(), "{out}");
@@ -78,7 +78,10 @@ async fn python_socketio_client_matrix() {
         let srv = default_server().await;
         let hb = heartbeat_server().await;
         let out = run("python3", "py/sio_client.py", &[&srv.url(), &hb.url(), mode]).await;
-        check_server_side(&srv, &hb, &out, &["client namespace disconnect", "transport close"]).await;
+        // python-socketio's disconnect aborts its transport without waiting for the DISCONNECT
+        // packet to leave; over long-polling the server may then only learn of it by the ping
+        // timeout (seen in CI under load).
+        check_server_side(&srv, &hb, &out, &["client namespace disconnect", "transport close", "ping timeout"]).await;
     }
 }
 

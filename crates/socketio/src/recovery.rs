@@ -1,0 +1,456 @@
+//! Connection state recovery, as the official Socket.IO clients expect it (≥ 4.6), plus an
+//! explicit gap signal when it cannot be done.
+//!
+//! With recovery on ([`SocketIoBuilder::connection_state_recovery`](crate::SocketIoBuilder::connection_state_recovery)):
+//! - the CONNECT reply carries a `pid` (a 128-bit random session secret) beside the `sid`;
+//! - every event sent to sockets without an ack request and not volatile (broadcasts and
+//!   [`Socket::emit`](crate::Socket::emit)) gets an offset, `"<epoch>-<seq>"`, appended as its
+//!   last argument, and is kept in the namespace's log (bounded by count, bytes and age);
+//! - when a connection is lost (transport close or error, ping timeout, forced close, server
+//!   shutdown; not when the client or the server leaves the namespace on purpose) the socket's
+//!   session is kept: its id, rooms and data, for
+//!   [`max_disconnection_duration`](RecoveryConfig::max_disconnection_duration);
+//! - a client that reconnects with `{pid, offset}` in its CONNECT auth gets its session back
+//!   (same id, rooms and data; middlewares skipped unless configured otherwise), every event it
+//!   missed after `offset` that was meant for it, in order, once, before the CONNECT reply, and
+//!   [`Socket::recovered`](crate::Socket::recovered) is true;
+//! - when it cannot be done the socket is a new one, [`Socket::recovery`](crate::Socket::recovery)
+//!   says why ([`Gap`]), and the client gets the event [`GAP_EVENT`] with
+//!   `{"reason": …, "lost": n | null}` right after the CONNECT reply, so the application reloads
+//!   its state instead of silently missing messages. A partial history is never replayed as if
+//!   it were complete.
+//!
+//! The log and the sessions live in memory, per namespace and per process: a client recovers on
+//! the node that served it. Memory: at most [`max_bytes`](RecoveryConfig::max_bytes) of encoded
+//! packets (shared with the live delivery, not copied) plus
+//! [`max_sessions`](RecoveryConfig::max_sessions) sessions per namespace.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use switchboard_engineio::Sid;
+
+use crate::adapter::{BroadcastOptions, BroadcastPacket, Room};
+use crate::socket::Encoded;
+
+/// The event a client gets when the recovery it asked for could not be done:
+/// `socket.on("switchboard:gap", ({reason, lost}) => reload())`.
+pub const GAP_EVENT: &str = "switchboard:gap";
+
+/// Settings of connection state recovery. Every limit is per namespace.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RecoveryConfig {
+    /// How long a lost connection's session is kept, and how far back the log reaches.
+    /// Default 2 minutes (Socket.IO's).
+    pub max_disconnection_duration: Duration,
+    /// Whether a recovered socket skips the namespace's middlewares (it passed them when it
+    /// first connected). Default `true` (Socket.IO's).
+    pub skip_middlewares: bool,
+    /// Most events kept in the log; older ones are dropped (a client that missed one of them
+    /// gets the gap signal). Default 10,000.
+    pub max_packets: usize,
+    /// Most bytes of encoded events kept in the log. Default 16 MiB.
+    pub max_bytes: usize,
+    /// Most sessions kept; past it the oldest is dropped. Default 100,000.
+    pub max_sessions: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            max_disconnection_duration: Duration::from_secs(120),
+            skip_middlewares: true,
+            max_packets: 10_000,
+            max_bytes: 16 << 20,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    /// Sets [`max_disconnection_duration`](Self::max_disconnection_duration).
+    pub fn with_max_disconnection_duration(mut self, d: Duration) -> Self {
+        self.max_disconnection_duration = d;
+        self
+    }
+
+    /// Sets [`skip_middlewares`](Self::skip_middlewares).
+    pub fn with_skip_middlewares(mut self, skip: bool) -> Self {
+        self.skip_middlewares = skip;
+        self
+    }
+
+    /// Sets [`max_packets`](Self::max_packets) and [`max_bytes`](Self::max_bytes).
+    pub fn with_log_limits(mut self, max_packets: usize, max_bytes: usize) -> Self {
+        self.max_packets = max_packets;
+        self.max_bytes = max_bytes;
+        self
+    }
+}
+
+/// What became of a socket's connection state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// The client did not ask to recover (a first connection, or recovery is off).
+    Fresh,
+    /// The session was restored: the same id, rooms and data; `replayed` missed events were
+    /// sent before the CONNECT reply.
+    Recovered {
+        /// How many missed events were sent.
+        replayed: usize,
+    },
+    /// The client asked to recover and could not: this is a new session, and what it missed
+    /// is gone.
+    Failed(Gap),
+}
+
+/// Why a recovery failed, and what is known of the loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// Why.
+    pub reason: GapReason,
+    /// How many events of the namespace were lost, when known (at most that many were meant
+    /// for the client).
+    pub lost: Option<u64>,
+}
+
+/// Why a recovery failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GapReason {
+    /// No such session: never stored, already recovered once, or evicted.
+    UnknownSession,
+    /// The session was kept, but the client came back after
+    /// [`max_disconnection_duration`](RecoveryConfig::max_disconnection_duration).
+    Expired,
+    /// The log no longer reaches back to the client's offset (trimmed by its limits).
+    Trimmed,
+    /// The offset belongs to another generation of the log (the server restarted).
+    EpochChanged,
+    /// The offset is malformed, or ahead of the log.
+    BadOffset,
+}
+
+impl GapReason {
+    /// The reason as the gap event names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::UnknownSession => "unknown_session",
+            GapReason::Expired => "expired",
+            GapReason::Trimmed => "trimmed",
+            GapReason::EpochChanged => "epoch_changed",
+            GapReason::BadOffset => "bad_offset",
+        }
+    }
+}
+
+impl Gap {
+    fn new(reason: GapReason) -> Gap {
+        Gap { reason, lost: None }
+    }
+
+    /// The gap event's argument: `{"reason": …, "lost": n | null}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({ "reason": self.reason.as_str(), "lost": self.lost })
+    }
+}
+
+/// A session kept after its connection was lost.
+#[derive(Clone, Debug)]
+pub(crate) struct Persisted {
+    pub(crate) sid: Sid,
+    pub(crate) rooms: Vec<Room>,
+    pub(crate) data: Value,
+    at: Instant,
+}
+
+struct Entry {
+    seq: u64,
+    at: Instant,
+    encoded: Arc<Encoded>,
+    opts: BroadcastOptions,
+    bytes: usize,
+}
+
+struct Inner {
+    /// The last sequence number given out.
+    seq: u64,
+    log: VecDeque<Entry>,
+    bytes: usize,
+    sessions: HashMap<String, Persisted>,
+    /// Sessions in the order they were kept (for eviction; entries of restored sessions are
+    /// skipped when met).
+    order: VecDeque<(String, Instant)>,
+}
+
+/// A namespace's log of events and its kept sessions.
+pub(crate) struct SessionStore {
+    pub(crate) config: RecoveryConfig,
+    epoch: String,
+    inner: Mutex<Inner>,
+}
+
+/// The events a restored session missed.
+pub(crate) struct Missed {
+    pub(crate) events: Vec<Arc<Encoded>>,
+    /// The last sequence number given out when they were collected: events up to it that
+    /// arrive live are duplicates of the replay.
+    pub(crate) seen: u64,
+}
+
+fn random_token(bytes: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes * 4 / 3 + 1);
+    for _ in 0..bytes * 4 / 3 {
+        let i = usize::from(rand::random::<u8>() & 63);
+        out.push(char::from(ALPHABET[i]));
+    }
+    out
+}
+
+/// A fresh session secret: 20 characters of a 64-letter alphabet (120 bits).
+pub(crate) fn new_pid() -> String {
+    random_token(15)
+}
+
+impl SessionStore {
+    pub(crate) fn new(config: RecoveryConfig) -> SessionStore {
+        SessionStore {
+            config,
+            epoch: random_token(6),
+            inner: Mutex::new(Inner {
+                seq: 0,
+                log: VecDeque::new(),
+                bytes: 0,
+                sessions: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Gives `packet` the next offset (appended as its last argument), encodes it, and keeps
+    /// it in the log for the sockets `opts` selects. The caller delivers the returned frames
+    /// (whose [`Encoded::seq`] says where they stand).
+    pub(crate) fn stamp(&self, nsp: &str, mut packet: BroadcastPacket, opts: &BroadcastOptions) -> Arc<Encoded> {
+        let mut g = self.inner.lock();
+        g.seq += 1;
+        let seq = g.seq;
+        if let Value::Array(a) = &mut packet.data {
+            a.push(Value::String(format!("{}-{seq}", self.epoch)));
+        }
+        let mut e = packet.into_encoded(nsp, None);
+        e.seq = Some(seq);
+        let encoded = Arc::new(e);
+        let bytes = encoded.byte_len();
+        let now = Instant::now();
+        g.log.push_back(Entry { seq, at: now, encoded: encoded.clone(), opts: logged_opts(opts), bytes });
+        g.bytes += bytes;
+        let max_age = self.config.max_disconnection_duration;
+        while let Some(front) = g.log.front() {
+            let over = g.log.len() > self.config.max_packets
+                || g.bytes > self.config.max_bytes
+                || now.duration_since(front.at) > max_age;
+            if !over {
+                break;
+            }
+            let b = front.bytes;
+            g.log.pop_front();
+            g.bytes -= b;
+        }
+        encoded
+    }
+
+    /// Keeps a session whose connection was lost.
+    pub(crate) fn persist(&self, pid: String, sid: Sid, rooms: Vec<Room>, data: Value) {
+        let now = Instant::now();
+        let mut g = self.inner.lock();
+        let max_age = self.config.max_disconnection_duration;
+        // Forget expired and evicted sessions, oldest first.
+        while let Some((p, at)) = g.order.front().cloned() {
+            let expired = now.duration_since(at) > max_age;
+            if !expired && g.sessions.len() < self.config.max_sessions {
+                break;
+            }
+            g.order.pop_front();
+            if g.sessions.get(&p).is_some_and(|s| s.at == at) {
+                g.sessions.remove(&p);
+            }
+        }
+        g.order.push_back((pid.clone(), now));
+        g.sessions.insert(pid, Persisted { sid, rooms, data, at: now });
+    }
+
+    /// Takes session `pid` back (once), if the log still reaches back to `offset`; returns it
+    /// with the offset's sequence number, for [`collect`](Self::collect).
+    pub(crate) fn take(&self, pid: &str, offset: &str) -> Result<(Persisted, u64), Gap> {
+        let now = Instant::now();
+        let mut g = self.inner.lock();
+        let Some(session) = g.sessions.remove(pid) else { return Err(Gap::new(GapReason::UnknownSession)) };
+        if now.duration_since(session.at) > self.config.max_disconnection_duration {
+            return Err(Gap::new(GapReason::Expired));
+        }
+        let Some((epoch, seq)) = offset.rsplit_once('-') else { return Err(Gap::new(GapReason::BadOffset)) };
+        let Ok(seq) = seq.parse::<u64>() else { return Err(Gap::new(GapReason::BadOffset)) };
+        if epoch != self.epoch {
+            return Err(Gap::new(GapReason::EpochChanged));
+        }
+        if seq > g.seq {
+            return Err(Gap::new(GapReason::BadOffset));
+        }
+        reaches(&g, seq)?;
+        Ok((session, seq))
+    }
+
+    /// The events after sequence number `seq` meant for socket `sid` in `rooms`. The caller
+    /// has already put the socket into its rooms, so every event numbered after this call
+    /// reaches it live; the ones numbered before it are here.
+    pub(crate) fn collect(&self, seq: u64, sid: Sid, rooms: &[Room]) -> Result<Missed, Gap> {
+        let g = self.inner.lock();
+        reaches(&g, seq)?;
+        let events =
+            g.log.iter().filter(|e| e.seq > seq && selects(&e.opts, sid, rooms)).map(|e| e.encoded.clone()).collect();
+        Ok(Missed { events, seen: g.seq })
+    }
+}
+
+/// Whether the log holds every event after `seq` (its first entry is `seq + 1` or earlier).
+fn reaches(g: &Inner, seq: u64) -> Result<(), Gap> {
+    let first = g.log.front().map_or(g.seq + 1, |e| e.seq);
+    if first > seq + 1 {
+        return Err(Gap { reason: GapReason::Trimmed, lost: Some(first - seq - 1) });
+    }
+    Ok(())
+}
+
+/// What the log keeps of a broadcast's options: the selectors.
+fn logged_opts(opts: &BroadcastOptions) -> BroadcastOptions {
+    BroadcastOptions {
+        rooms: opts.rooms.clone(),
+        except_rooms: opts.except_rooms.clone(),
+        except_sids: opts.except_sids.clone(),
+        local: false,
+        volatile: false,
+    }
+}
+
+/// Whether a broadcast with `opts` was meant for socket `sid`, a member of `rooms`.
+fn selects(opts: &BroadcastOptions, sid: Sid, rooms: &[Room]) -> bool {
+    let in_room = |r: &Room| rooms.contains(r) || Sid::parse(r) == Some(sid);
+    if !opts.rooms.is_empty() && !opts.rooms.iter().any(in_room) {
+        return false;
+    }
+    !(opts.except_sids.contains(&sid) || opts.except_rooms.iter().any(in_room))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(n: i64) -> BroadcastPacket {
+        BroadcastPacket { data: serde_json::json!(["ev", n]), binary: Vec::new() }
+    }
+
+    fn offset_of(e: &Encoded) -> String {
+        let src = e.source.as_ref().expect("source");
+        src.data.as_array().and_then(|a| a.last()).and_then(Value::as_str).expect("offset").to_owned()
+    }
+
+    fn args(e: &Arc<Encoded>) -> Value {
+        e.source.as_ref().expect("source").data.clone()
+    }
+
+    #[test]
+    fn missed_events_for_the_session_come_back_in_order() {
+        let s = SessionStore::new(RecoveryConfig::default());
+        let me = Sid::generate();
+        let other = Sid::generate();
+        let first = s.stamp("/", packet(0), &BroadcastOptions::default());
+        let offset = offset_of(&first);
+        s.persist("pid".into(), me, vec![Room::from("a")], serde_json::json!({"k": 1}));
+        s.stamp("/", packet(1), &BroadcastOptions::default());
+        s.stamp("/", packet(2), &BroadcastOptions { rooms: vec![Room::from("b")], ..Default::default() });
+        s.stamp("/", packet(3), &BroadcastOptions { rooms: vec![Room::from("a")], ..Default::default() });
+        s.stamp("/", packet(4), &BroadcastOptions::socket(me));
+        s.stamp("/", packet(5), &BroadcastOptions::socket(other));
+        let mut ex = BroadcastOptions::default();
+        ex.except_sids.push(me);
+        s.stamp("/", packet(6), &ex);
+        s.stamp("/", packet(7), &BroadcastOptions { except_rooms: vec![Room::from("a")], ..Default::default() });
+        let (session, seq) = s.take("pid", &offset).map_err(|g| g.reason).expect("taken");
+        assert_eq!(session.sid, me);
+        assert_eq!(session.data, serde_json::json!({"k": 1}));
+        let m = s.collect(seq, session.sid, &session.rooms).map_err(|g| g.reason).expect("collected");
+        let got: Vec<i64> = m.events.iter().map(|e| args(e)[1].as_i64().unwrap_or(-1)).collect();
+        assert_eq!(got, vec![1, 3, 4]);
+        assert_eq!(m.seen, 8);
+        // Once only.
+        assert_eq!(s.take("pid", &offset).map(|_| ()), Err(Gap::new(GapReason::UnknownSession)));
+    }
+
+    #[test]
+    fn every_failure_has_its_reason() {
+        let s = SessionStore::new(RecoveryConfig::default().with_log_limits(3, 1 << 20));
+        let me = Sid::generate();
+        let first = offset_of(&s.stamp("/", packet(0), &BroadcastOptions::default()));
+        for (pid, offset, reason) in [
+            ("nope", first.clone(), GapReason::UnknownSession),
+            ("p1", "garbage".to_owned(), GapReason::BadOffset),
+            ("p2", "x-1".to_owned(), GapReason::EpochChanged),
+            ("p3", format!("{}-999", s.epoch), GapReason::BadOffset),
+            ("p4", format!("{}-1x", s.epoch), GapReason::BadOffset),
+        ] {
+            if pid != "nope" {
+                s.persist(pid.into(), me, Vec::new(), Value::Null);
+            }
+            assert_eq!(s.take(pid, &offset).map(|_| ()).map_err(|g| g.reason), Err(reason), "{pid} {offset}");
+        }
+        // Trimmed: the log keeps 3 events; the client's offset is 5 events back.
+        s.persist("p5".into(), me, Vec::new(), Value::Null);
+        for i in 1..=5 {
+            s.stamp("/", packet(i), &BroadcastOptions::default());
+        }
+        let gap = s.take("p5", &first).map(|_| ()).expect_err("trimmed");
+        assert_eq!(gap, Gap { reason: GapReason::Trimmed, lost: Some(2) });
+        assert_eq!(gap.to_json(), serde_json::json!({"reason": "trimmed", "lost": 2}));
+    }
+
+    #[test]
+    fn sessions_expire_and_are_bounded() {
+        let s = SessionStore::new(
+            RecoveryConfig { max_sessions: 2, ..Default::default() }.with_max_disconnection_duration(Duration::ZERO),
+        );
+        let off = offset_of(&s.stamp("/", packet(0), &BroadcastOptions::default()));
+        s.persist("a".into(), Sid::generate(), Vec::new(), Value::Null);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(s.take("a", &off).map(|_| ()).map_err(|g| g.reason), Err(GapReason::Expired));
+        let s = SessionStore::new(RecoveryConfig { max_sessions: 2, ..Default::default() });
+        for p in ["a", "b", "c", "d"] {
+            s.persist(p.into(), Sid::generate(), Vec::new(), Value::Null);
+        }
+        assert!(s.inner.lock().sessions.len() <= 2);
+    }
+
+    #[test]
+    fn the_log_is_bounded_by_count_and_bytes() {
+        let s = SessionStore::new(RecoveryConfig::default().with_log_limits(100, 2_000));
+        for i in 0..1_000 {
+            s.stamp("/", packet(i), &BroadcastOptions::default());
+        }
+        let g = s.inner.lock();
+        assert!(g.log.len() <= 100 && g.bytes <= 2_000, "{} {}", g.log.len(), g.bytes);
+        assert_eq!(g.log.back().map(|e| e.seq), Some(1_000));
+    }
+
+    #[test]
+    fn pids_are_twenty_url_safe_characters() {
+        let p = new_pid();
+        assert_eq!(p.len(), 20);
+        assert!(p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(p, new_pid());
+    }
+}
