@@ -30,6 +30,26 @@ pub struct Config {
     pub log: Log,
     /// Several hubs as one (`docs/cluster.md`).
     pub cluster: ClusterCfg,
+    /// Connection state recovery for Socket.IO clients (`docs/recovery.md`).
+    pub recovery: RecoveryCfg,
+}
+
+/// `[recovery]`: Socket.IO clients that lose their connection get their session and the
+/// events they missed back, or are told they cannot (the `switchboard:gap` event).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCfg {
+    /// Off by default: every event then carries its offset as one more argument, which
+    /// python-socketio (no recovery support) passes on to its handlers.
+    pub enabled: bool,
+    /// How long a lost connection's session is kept, in milliseconds.
+    pub max_disconnection_ms: u64,
+    /// Most events kept for replay (per namespace, per node).
+    pub max_events: usize,
+    /// Most bytes of events kept for replay.
+    pub max_bytes: usize,
+    /// Most sessions kept.
+    pub max_sessions: usize,
 }
 
 /// `[cluster]`: several hub processes, on one machine or many, as one logical hub.
@@ -390,6 +410,8 @@ pub struct Overrides {
     pub advertise: Option<String>,
     /// `server.reuse_port`.
     pub reuse_port: Option<bool>,
+    /// `recovery.enabled`.
+    pub recovery: Option<bool>,
 }
 
 impl Config {
@@ -476,6 +498,9 @@ impl Config {
         if let Some(v) = ov.reuse_port {
             set(&mut root, "server", "reuse_port", toml::Value::Boolean(v));
         }
+        if let Some(v) = ov.recovery {
+            set(&mut root, "recovery", "enabled", toml::Value::Boolean(v));
+        }
         let mut config: Config = root.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         if let Some(k) = &ov.api_key {
             config.api.keys.push(k.clone());
@@ -549,6 +574,17 @@ impl Config {
         ] {
             if v == 0 {
                 return bad(field, "must be greater than 0");
+            }
+        }
+        let r = &self.recovery;
+        for (field, v) in [
+            ("recovery.max_disconnection_ms", r.max_disconnection_ms),
+            ("recovery.max_events", r.max_events as u64),
+            ("recovery.max_bytes", r.max_bytes as u64),
+            ("recovery.max_sessions", r.max_sessions as u64),
+        ] {
+            if r.enabled && v == 0 {
+                return bad(field, "must be greater than 0 (or set recovery.enabled = false)");
             }
         }
         if c.heartbeat_timeout_ms <= c.heartbeat_interval_ms {

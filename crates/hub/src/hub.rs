@@ -13,8 +13,8 @@ use switchboard_cluster::Cluster;
 use switchboard_socketio::engineio::{EngineConfig, ErrorCode, Sid};
 use switchboard_socketio::packet::PacketType;
 use switchboard_socketio::{
-    AckResponse, AdapterError, BroadcastOperator, ConnInfo, ConnectError, EmitError, Handlers, Outgoing, Socket,
-    SocketIo, SocketIoConfig, SocketSink,
+    AckResponse, AdapterError, BroadcastOperator, ConnInfo, ConnectError, EmitError, Handlers, Outgoing,
+    RecoveryConfig, Socket, SocketIo, SocketIoConfig, SocketSink,
 };
 use switchboard_ws::proto::handshake::server::OriginPolicy;
 use tokio::sync::{mpsc, RwLock};
@@ -930,9 +930,21 @@ fn build_io(config: &Config, hub: Weak<Hub>, cluster: Option<&Cluster>) -> Socke
         .with_origins(origins)
         .with_max_sessions(s.max_connections)
         .with_queue_limits(s.max_queued_messages, s.max_queued_messages.saturating_mul(64 << 10));
-    let sio = SocketIoConfig::default()
+    let mut sio = SocketIoConfig::default()
         .with_engine(engine.with_path("/socket.io/"))
         .with_connect_timeout(Duration::from_millis(s.connect_timeout_ms));
+    let r = &config.recovery;
+    if r.enabled {
+        // The middleware runs on recovery too: the token is checked again, and the session
+        // must be the same user's (security: A3).
+        sio.recovery = Some(
+            RecoveryConfig::default()
+                .with_max_disconnection_duration(Duration::from_millis(r.max_disconnection_ms))
+                .with_skip_middlewares(false)
+                .with_log_limits(r.max_events, r.max_bytes)
+                .with_max_sessions(r.max_sessions),
+        );
+    }
     let (h1, h2, h3, h4, h5, h6) = (hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub);
     let handlers = Handlers::new()
         .middleware(move |socket| {
@@ -944,6 +956,13 @@ fn build_io(config: &Config, hub: Weak<Hub>, cluster: Option<&Cluster>) -> Socke
                 }
                 let token = socket.auth().get("token").and_then(Value::as_str);
                 match hub.verifier.identify(token) {
+                    Ok(id) if socket.data().get("user").is_some_and(|u| u.as_str() != Some(id.sub.as_str())) => {
+                        // A recovered session (its data came back) of another user.
+                        hub.metrics.handshake_failure("auth");
+                        tracing::warn!(sid = %socket.id(), user = id.sub, "socket.io client refused: recovering another user's session");
+                        Err(ConnectError::new("unauthorized")
+                            .with_data(json!({"code": "session_mismatch", "message": "the session belongs to another user"})))
+                    }
                     Ok(mut id) => {
                         // The backend's say, when a connect hook is configured: allow (with
                         // rooms to join) or refuse.

@@ -109,6 +109,9 @@ struct ServeArgs {
     /// `cluster.advertise`.
     #[arg(long, env = "SWITCHBOARD_ADVERTISE")]
     advertise: Option<String>,
+    /// `recovery.enabled` (true/false, yes/no, on/off, 1/0).
+    #[arg(long, env = "SWITCHBOARD_RECOVERY", value_parser = clap::builder::BoolishValueParser::new())]
+    recovery: Option<bool>,
     /// `server.reuse_port` (true/false, yes/no, on/off, 1/0).
     #[arg(long, env = "SWITCHBOARD_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
     reuse_port: Option<bool>,
@@ -173,6 +176,7 @@ async fn serve(a: ServeArgs) -> ExitCode {
         node_name: a.node_name,
         advertise: a.advertise,
         reuse_port: a.reuse_port,
+        recovery: a.recovery,
     };
     let cfg = match config::Config::load(a.config.as_deref(), &ov) {
         Ok(c) => c,

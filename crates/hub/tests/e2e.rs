@@ -1537,3 +1537,29 @@ async fn connect_in_interactive_mode_exits_when_the_server_ends_the_session() {
 
 #[path = "e2e/cluster.rs"]
 mod cluster;
+
+/// `[recovery]` on: socket.io-client recovers a dropped transport with every push it missed,
+/// once and in order; another user cannot take its session (security: A3); a used-up session
+/// gives the gap event.
+#[tokio::test]
+async fn socket_io_recovery_through_the_hub() {
+    if !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"]) {
+        return;
+    }
+    let hub = Hub::start(&["--recovery", "true"], "").await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("node")
+            .arg(interop_dir().join("node/hub_recovery.mjs"))
+            .args([&hub.url(), &token("a", 600, &[]), &token("b", 600, &[]), API_KEY])
+            .current_dir(interop_dir())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}

@@ -84,6 +84,12 @@ impl RecoveryConfig {
         self
     }
 
+    /// Sets [`max_sessions`](Self::max_sessions).
+    pub fn with_max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
     /// Sets [`max_packets`](Self::max_packets) and [`max_bytes`](Self::max_bytes).
     pub fn with_log_limits(mut self, max_packets: usize, max_bytes: usize) -> Self {
         self.max_packets = max_packets;

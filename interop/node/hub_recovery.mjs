@@ -1,0 +1,75 @@
+// socket.io-client against the hub with [recovery] on.
+// Usage: node hub_recovery.mjs URL TOKEN_A TOKEN_B API_KEY
+// 1. Client A gets a stream of pushes (the backend's /api/emit to user A); its transport drops
+//    mid-stream and it reconnects: same id, recovered === true, every push once and in order.
+// 2. Someone with B's token presents A's session (pid, offset): refused ("session_mismatch").
+// 3. A comes back with that pid afterwards: the session was used up, so recovered === false
+//    and the gap event says unknown_session.
+// Prints one line per check and "N passed, M failed"; exits 1 if any failed.
+import { io } from "socket.io-client";
+
+const [url, tokenA, tokenB, apiKey] = process.argv.slice(2);
+let passed = 0, failed = 0;
+function check(name, cond, detail = "") {
+  if (cond) { passed++; console.log(`ok   ${name}`); }
+  else { failed++; console.log(`FAIL ${name} ${detail}`); }
+}
+const once = (s, ev, ms = 8000) => new Promise((res, rej) => {
+  const t = setTimeout(() => rej(new Error(`timeout waiting for ${ev}`)), ms);
+  s.once(ev, (...a) => { clearTimeout(t); res(a); });
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const push = (i) => fetch(`${url}/api/emit`, {
+  method: "POST",
+  headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+  body: JSON.stringify({ event: "n", users: ["a"], data: i }),
+});
+
+try {
+  const s = io(url, {
+    transports: ["websocket"], forceNew: true, auth: { token: tokenA },
+    reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0,
+  });
+  const got = [];
+  const gaps = [];
+  s.on("n", (i) => got.push(i));
+  s.on("switchboard:gap", (g) => gaps.push(g));
+  await once(s, "connect");
+  const firstId = s.id;
+  const reconnected = once(s, "connect", 15000);
+  const N = 30;
+  for (let i = 0; i < N; i++) {
+    if (i === 5) s.io.engine.close(); // the transport drops; the manager reconnects
+    await push(i);
+    await sleep(20);
+  }
+  await reconnected;
+  await sleep(500);
+  check("recovered === true", s.recovered === true, String(s.recovered));
+  check("same id", s.id === firstId, `${firstId} → ${s.id}`);
+  check("every push once, in order", JSON.stringify(got) === JSON.stringify([...Array(N).keys()]), JSON.stringify(got));
+  check("no gap event", gaps.length === 0, JSON.stringify(gaps));
+
+  // Take A's session credentials, then drop A without reconnecting (the session is kept).
+  const pid = s._pid, offset = s._lastOffset;
+  check("the client holds a pid and an offset", typeof pid === "string" && typeof offset === "string", `${pid} ${offset}`);
+  s.io.reconnection(false);
+  s.io.engine.close();
+  await sleep(200);
+  const b = io(url, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { token: tokenB, pid, offset } });
+  const [err] = await once(b, "connect_error");
+  check("B cannot take A's session", err && err.data && err.data.code === "session_mismatch", JSON.stringify(err && err.data));
+  b.close();
+  const a2 = io(url, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { token: tokenA, pid, offset } });
+  const gap = once(a2, "switchboard:gap");
+  await once(a2, "connect");
+  const [g] = await gap;
+  check("the used-up session is a gap, said so", g && g.reason === "unknown_session", JSON.stringify(g));
+  check("a new id", a2.id !== firstId);
+  a2.close();
+  s.close();
+} catch (e) {
+  check("no error", false, e.stack || String(e));
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
