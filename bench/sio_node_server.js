@@ -22,6 +22,8 @@ function handlers(io) {
 
 (async () => {
   let opts = { transports: ["websocket", "polling"] };
+  // SB_RECOVERY=1: connection state recovery (the in-memory SessionAwareAdapter).
+  if (process.env.SB_RECOVERY === "1") opts.connectionStateRecovery = {};
   if (redisUrl) {
     const { createClient } = require(path.join(nm, "redis"));
     const { createShardedAdapter } = require(path.join(nm, "@socket.io/redis-adapter"));

@@ -38,6 +38,10 @@ async fn main() -> std::io::Result<()> {
             let _ = ev.ack(&true);
         });
     let mut builder = SocketIo::builder();
+    // SB_RECOVERY=1: connection state recovery on (the in-memory log).
+    if std::env::var("SB_RECOVERY").is_ok_and(|v| v == "1") {
+        builder = builder.connection_state_recovery(switchboard_socketio::RecoveryConfig::default());
+    }
     if let Some(url) = redis {
         let node = switchboard_cluster::ClusterConfig::default();
         let cluster = if url.starts_with("nats://") {

@@ -707,19 +707,25 @@ impl Socket {
                 | DisconnectReason::ServerShutdown
         );
         tokio::spawn(async move {
-            // A lost connection's session is kept for recovery (not one that left on purpose).
+            // A lost connection's session is kept for recovery (not one that left on purpose),
+            // but only once the socket is out of its rooms and its disconnect handler ran, so
+            // that a quick recovery under the same id cannot be undone by them.
             let pid = if keep { socket.0.pid.lock().clone() } else { None };
-            if let (Some(store), Some(pid)) = (ns.recovery_store(), pid) {
-                let rooms = ns.adapter().socket_rooms(&ns, socket.id()).await.unwrap_or_default();
-                store.persist(pid, socket.id(), rooms, socket.data());
-            }
+            let kept = match (ns.recovery_store(), pid) {
+                (Some(_), Some(pid)) => {
+                    Some((pid, ns.adapter().socket_rooms(&ns, socket.id()).await.unwrap_or_default()))
+                }
+                _ => None,
+            };
             let _ = ns.adapter().del_all(&ns, socket.id()).await;
             // External sockets are their embedder's: the namespace's handler is not theirs.
-            if socket.is_external() {
-                return;
+            if !socket.is_external() {
+                if let Some(h) = ns.handlers().disconnect.clone() {
+                    h(socket.clone(), reason).await;
+                }
             }
-            if let Some(h) = ns.handlers().disconnect.clone() {
-                h(socket, reason).await;
+            if let (Some(store), Some((pid, rooms))) = (ns.recovery_store(), kept) {
+                store.persist(pid, socket.id(), rooms, socket.data());
             }
         });
     }
