@@ -6,6 +6,9 @@
 //                    the client has the same id, recovered === true, every event once, in order
 //         trimmed  - the client stays away while more events go out than the server's log
 //                    keeps: recovered === false and the gap event {reason: "trimmed", lost}
+//         blackhole - as recover, but the path goes dead without a FIN (a proxy the server
+//                    freezes) and the client reconnects before the server noticed: the old
+//                    connection is closed for it and its session taken over
 //         expired  - the client stays away longer than the server keeps sessions:
 //                    recovered === false and the gap event {reason: "expired"}
 // Prints one line per check and "N passed, M failed"; exits 1 if any failed.
@@ -23,7 +26,8 @@ const once = (s, ev, ms = 8000) => new Promise((res, rej) => {
 });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const delay = which === "recover" ? 100 : 1500;
+const recovers = which === "recover" || which === "blackhole";
+const delay = recovers ? 100 : 1500;
 const s = io(url, {
   transports: [mode], forceNew: true, timeout: 5000,
   reconnection: true, reconnectionDelay: delay, reconnectionDelayMax: delay, randomizationFactor: 0,
@@ -42,13 +46,19 @@ try {
   check("first connection is not a recovery", s.recovered === false);
   // The server joined us to "news" on connect; ask for a stream of N events to the room and
   // N to us alone, one every 10 ms, starting now.
-  const n = which === "recover" ? 40 : 60;
+  const n = recovers ? 40 : 60;
   const reconnected = once(s, "connect", 15000);
   await s.timeout(5000).emitWithAck("stream", { n, every_ms: 10 });
   await sleep(60);
   if (which === "recover") {
     // The server closes the transport mid-stream ("forced close"); the client reconnects.
     s.emit("cut");
+  } else if (which === "blackhole") {
+    // The path goes dead without a FIN. The client learns it first (as a phone that switched
+    // networks does) and reconnects at once; the server still holds the old connection.
+    s.emit("freeze");
+    await sleep(50);
+    s.io.engine.close();
   } else {
     // The client drops its transport and stays away for `delay` ms.
     s.io.engine.close();
@@ -56,7 +66,7 @@ try {
   await reconnected;
   // Wait for the stream to end (n × 10 ms from its start, plus margin).
   await sleep(n * 10 + 800);
-  if (which === "recover") {
+  if (recovers) {
     check("recovered === true", s.recovered === true, String(s.recovered));
     check("same socket id", s.id === firstId, `${firstId} → ${s.id}`);
     const is = ticks.map(([i]) => i);

@@ -96,6 +96,10 @@ fn map_reason(r: CloseReason) -> DisconnectReason {
     }
 }
 
+/// How long a recovering client waits for its old, still-open connection to be closed and its
+/// session kept.
+const TAKEOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn connect_error(nsp: &str, message: Value) -> Packet {
     Packet {
         kind: PacketType::ConnectError,
@@ -246,31 +250,52 @@ impl IoHandler {
         let auth = p.data.unwrap_or_else(|| Value::Object(serde_json::Map::new()));
         // Connection state recovery: a client that had a session sends its `pid` and the
         // offset of the last event it got (both strings, or it is not a request).
-        let mut taken = None;
-        let mut gap = None;
-        if let Some(store) = ns.recovery_store() {
-            if let (Some(Value::String(pid)), Some(Value::String(offset))) = (auth.get("pid"), auth.get("offset")) {
-                match store.take(pid, offset) {
-                    Ok((kept, seq)) => taken = Some((kept, seq, pid.clone())),
-                    Err(g) => gap = Some(g),
-                }
-            }
-        }
+        let ask = match (ns.recovery_store(), auth.get("pid"), auth.get("offset")) {
+            (Some(_), Some(Value::String(pid)), Some(Value::String(offset))) => Some((pid.clone(), offset.clone())),
+            _ => None,
+        };
         let mut socket = Socket::new(ns.clone(), session, auth);
-        if let Some((kept, _, pid)) = &taken {
-            socket = socket.with_id(kept.sid);
-            socket.set_data(kept.data.clone());
-            *socket.0.pid.lock() = Some(pid.clone());
-            // Until the replay is out, live copies of logged events are dropped (they are in it).
-            socket.0.replayed_until.store(u64::MAX, Ordering::Release);
-        } else if ns.recovery_store().is_some() {
-            *socket.0.pid.lock() = Some(crate::recovery::new_pid());
-        }
-        let skip_middleware = taken.is_some() && ns.recovery_store().is_some_and(|s| s.config.skip_middlewares);
         let waiting = conn.waiting.clone();
         let outer = session.clone();
         let session = session.clone();
         let run = async move {
+            let mut taken = None;
+            let mut gap = None;
+            if let (Some(store), Some((pid, offset))) = (ns.recovery_store(), &ask) {
+                let mut r = store.take(pid, offset);
+                if matches!(&r, Err(g) if g.reason == crate::recovery::GapReason::UnknownSession) {
+                    // The client came back before this server noticed that its old connection
+                    // died (no FIN, say): close that one, which keeps its session, and take it.
+                    if let Some(old) = ns.socket_with_pid(pid) {
+                        old.close_connection();
+                        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+                        loop {
+                            r = store.take(pid, offset);
+                            let unknown =
+                                matches!(&r, Err(g) if g.reason == crate::recovery::GapReason::UnknownSession);
+                            if !unknown || tokio::time::Instant::now() >= deadline {
+                                break;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                match r {
+                    Ok((kept, seq)) => taken = Some((kept, seq, pid.clone())),
+                    Err(g) => gap = Some(g),
+                }
+            }
+            if let Some((kept, _, pid)) = &taken {
+                socket = socket.with_id(kept.sid);
+                socket.set_data(kept.data.clone());
+                *socket.0.pid.lock() = Some(pid.clone());
+                // Until the replay is out, live copies of logged events are dropped (they are
+                // in it).
+                socket.0.replayed_until.store(u64::MAX, Ordering::Release);
+            } else if ns.recovery_store().is_some() {
+                *socket.0.pid.lock() = Some(crate::recovery::new_pid());
+            }
+            let skip_middleware = taken.is_some() && ns.recovery_store().is_some_and(|s| s.config.skip_middlewares);
             let middleware: &[crate::ns::MiddlewareFn] = if skip_middleware { &[] } else { &ns.handlers().middleware };
             for m in middleware {
                 if let Err(e) = m(socket.clone()).await {

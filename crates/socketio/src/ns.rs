@@ -337,6 +337,11 @@ impl Namespace {
         }
     }
 
+    /// The connected socket whose recovery secret is `pid`, if any.
+    pub(crate) fn socket_with_pid(&self, pid: &str) -> Option<Socket> {
+        self.sockets.read().values().find(|s| s.0.pid.lock().as_deref() == Some(pid)).cloned()
+    }
+
     pub(crate) fn insert_socket(&self, s: Socket) {
         self.sockets.write().insert(s.id(), s);
     }

@@ -12,11 +12,29 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
-use switchboard_socketio::{Handlers, Recovery, RecoveryConfig, SocketIo};
+use switchboard_socketio::engineio::EngineConfig;
+use switchboard_socketio::{Handlers, Recovery, RecoveryConfig, SocketIo, SocketIoConfig};
+use switchboard_test_support::Proxy;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
 async fn server(recovery: RecoveryConfig) -> (SocketIo, String) {
+    server_with(recovery, EngineConfig::default(), None).await
+}
+
+/// The test server on an ephemeral port.
+async fn server_with(recovery: RecoveryConfig, engine: EngineConfig, proxy: Option<Proxy>) -> (SocketIo, String) {
+    server_on(recovery, engine, proxy, 0).await
+}
+
+/// The test server on `port`; `proxy`: a proxy in front of it that the event `freeze` turns
+/// into a black hole.
+async fn server_on(
+    recovery: RecoveryConfig,
+    engine: EngineConfig,
+    proxy: Option<Proxy>,
+    port: u16,
+) -> (SocketIo, String) {
     let handlers = Handlers::new()
         .on_connect(|socket| async move {
             if !socket.recovered() {
@@ -45,6 +63,14 @@ async fn server(recovery: RecoveryConfig) -> (SocketIo, String) {
         .on("cut", |socket, _ev| async move {
             socket.close_connection();
         })
+        .on("freeze", move |_socket, _ev| {
+            let proxy = proxy.clone();
+            async move {
+                if let Some(p) = proxy {
+                    p.freeze();
+                }
+            }
+        })
         .on("whoami", |socket, mut ev| async move {
             let rooms: Vec<String> = socket.rooms().await.unwrap_or_default().iter().map(|r| r.to_string()).collect();
             let recovery = match socket.recovery() {
@@ -59,8 +85,12 @@ async fn server(recovery: RecoveryConfig) -> (SocketIo, String) {
                 "recovery": recovery,
             }));
         });
-    let io = SocketIo::builder().connection_state_recovery(recovery).ns("/", handlers).build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let io = SocketIo::builder()
+        .config(SocketIoConfig::default().with_engine(engine.with_path("/socket.io/")))
+        .connection_state_recovery(recovery)
+        .ns("/", handlers)
+        .build();
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let srv = io.clone();
     tokio::spawn(async move { srv.serve(listener, std::future::pending()).await });
@@ -115,5 +145,27 @@ async fn a_client_that_stayed_away_too_long_is_told() {
         let (_io, url) =
             server(RecoveryConfig::default().with_max_disconnection_duration(Duration::from_millis(500))).await;
         run(&url, mode, "expired").await;
+    }
+}
+
+/// The network path dies without a FIN (a proxy turns the connection into a black hole) and the
+/// client reconnects before the server noticed (its heartbeat is slow here): the old connection
+/// is closed for it and its session taken over. Everything missed arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_path_without_fin_recovers_too() {
+    if !node_client() {
+        return;
+    }
+    for mode in ["polling", "websocket"] {
+        let engine = EngineConfig::default()
+            .with_ping_interval(Duration::from_millis(3000))
+            .with_ping_timeout(Duration::from_millis(3000));
+        // The server's address, behind a proxy the server can freeze.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = l.local_addr().unwrap().port();
+        drop(l);
+        let proxy = tokio::task::spawn_blocking(move || Proxy::start(target)).await.unwrap();
+        let (_io, _) = server_on(RecoveryConfig::default(), engine, Some(proxy.clone()), target).await;
+        run(&format!("http://127.0.0.1:{}", proxy.port), mode, "blackhole").await;
     }
 }

@@ -2,7 +2,7 @@
 //! server can be cut off from the others (a partition) and joined again.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub struct Proxy {
     pub port: u16,
     open: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<TcpStream>>>,
+    /// Connections accepted before this generation forward nothing (see [`freeze`](Self::freeze)).
+    frozen_below: Arc<AtomicU64>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -37,8 +40,15 @@ impl Proxy {
     pub fn start(target: u16) -> Proxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap_or_else(|e| panic!("proxy bind: {e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let p = Proxy { port, open: Arc::new(AtomicBool::new(true)), live: Arc::new(Mutex::new(Vec::new())) };
-        let (open, live) = (p.open.clone(), p.live.clone());
+        let p = Proxy {
+            port,
+            open: Arc::new(AtomicBool::new(true)),
+            live: Arc::new(Mutex::new(Vec::new())),
+            frozen_below: Arc::new(AtomicU64::new(0)),
+            generation: Arc::new(AtomicU64::new(0)),
+        };
+        let (open, live, frozen_below, generation) =
+            (p.open.clone(), p.live.clone(), p.frozen_below.clone(), p.generation.clone());
         std::thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { continue };
@@ -65,8 +75,24 @@ impl Proxy {
                         .into_iter()
                         .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
                 {
+                    let frozen_below = frozen_below.clone();
+                    let gen = generation.load(Ordering::SeqCst);
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // A frozen connection swallows what it reads: no data, no FIN.
+                            if gen < frozen_below.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(Shutdown::Both);
                         let _ = from.shutdown(Shutdown::Both);
                     });
@@ -74,6 +100,13 @@ impl Proxy {
             }
         });
         p
+    }
+
+    /// Turns every connection through it so far into a black hole (bytes are read and dropped,
+    /// nothing is closed: what a dead network path looks like); new connections pass.
+    pub fn freeze(&self) {
+        let g = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.frozen_below.store(g, Ordering::SeqCst);
     }
 
     /// Closes every connection through it and refuses new ones until [`open`](Self::open).
