@@ -618,11 +618,17 @@ async fn two_chromium_pages_chat_on_the_demo_page_and_get_a_notification() {
         return;
     }
     let hub = Hub::start(&[], "").await;
+    node_checks("node/hub_chromium.mjs", &[&hub.url()], Duration::from_secs(90)).await;
+}
+
+/// Runs an `interop/` Node script (with `API_KEY` in its environment) that prints a line per
+/// check and "N passed, M failed"; fails the test unless it exits 0 with none failed.
+async fn node_checks(script: &str, args: &[&str], limit: Duration) {
     let out = tokio::time::timeout(
-        Duration::from_secs(90),
+        limit,
         Command::new("node")
-            .arg(interop_dir().join("node/hub_chromium.mjs"))
-            .arg(hub.url())
+            .arg(interop_dir().join(script))
+            .args(args)
             .env("API_KEY", API_KEY)
             .current_dir(interop_dir())
             .output(),
@@ -1547,19 +1553,7 @@ async fn socket_io_recovery_through_the_hub() {
         return;
     }
     let hub = Hub::start(&["--recovery", "true"], "").await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new("node")
-            .arg(interop_dir().join("node/hub_recovery.mjs"))
-            .args([&hub.url(), &token("a", 600, &[]), &token("b", 600, &[]), API_KEY])
-            .current_dir(interop_dir())
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    let args = [hub.url(), token("a", 600, &[]), token("b", 600, &[]), API_KEY.to_owned()];
+    node_checks("node/hub_recovery.mjs", &args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(60))
+        .await;
 }
