@@ -342,7 +342,8 @@ impl IoHandler {
                 *socket.0.recovery.lock() = Recovery::Failed(g.clone());
             }
             let mut reply = serde_json::json!({ "sid": socket.id().to_string() });
-            if let Some(pid) = socket.0.pid.lock().clone() {
+            if let (Some(pid), Some(store)) = (socket.0.pid.lock().clone(), ns.recovery_store()) {
+                store.set_live(&pid, socket.id());
                 reply["pid"] = Value::String(pid);
             }
             let ok = Packet {

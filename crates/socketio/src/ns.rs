@@ -339,7 +339,8 @@ impl Namespace {
 
     /// The connected socket whose recovery secret is `pid`, if any.
     pub(crate) fn socket_with_pid(&self, pid: &str) -> Option<Socket> {
-        self.sockets.read().values().find(|s| s.0.pid.lock().as_deref() == Some(pid)).cloned()
+        let sid = self.recovery.as_ref()?.live_sid(pid)?;
+        self.sockets.read().get(&sid).cloned()
     }
 
     pub(crate) fn insert_socket(&self, s: Socket) {

@@ -2,7 +2,7 @@
 //! explicit gap signal when it cannot be done.
 //!
 //! With recovery on ([`SocketIoBuilder::connection_state_recovery`](crate::SocketIoBuilder::connection_state_recovery)):
-//! - the CONNECT reply carries a `pid` (a 128-bit random session secret) beside the `sid`;
+//! - the CONNECT reply carries a `pid` (a 120-bit random session secret) beside the `sid`;
 //! - every event sent to sockets without an ack request and not volatile (broadcasts and
 //!   [`Socket::emit`](crate::Socket::emit)) gets an offset, `"<epoch>-<seq>"`, appended as its
 //!   last argument, and is kept in the namespace's log (bounded by count, bytes and age);
@@ -192,6 +192,9 @@ struct Inner {
     /// Sessions in the order they were kept (for eviction; entries of restored sessions are
     /// skipped when met).
     order: VecDeque<(String, Instant)>,
+    /// The connected sockets' secrets (one entry per connected socket), for a client that comes
+    /// back while its old connection still looks alive.
+    live: HashMap<String, Sid>,
 }
 
 /// A namespace's log of events and its kept sessions.
@@ -235,6 +238,7 @@ impl SessionStore {
                 bytes: 0,
                 sessions: HashMap::new(),
                 order: VecDeque::new(),
+                live: HashMap::new(),
             }),
         }
     }
@@ -269,6 +273,24 @@ impl SessionStore {
             g.bytes -= b;
         }
         encoded
+    }
+
+    /// Socket `sid`, connected, holds secret `pid`.
+    pub(crate) fn set_live(&self, pid: &str, sid: Sid) {
+        self.inner.lock().live.insert(pid.to_owned(), sid);
+    }
+
+    /// Socket `sid` (holding `pid`) is no longer connected.
+    pub(crate) fn clear_live(&self, pid: &str, sid: Sid) {
+        let mut g = self.inner.lock();
+        if g.live.get(pid) == Some(&sid) {
+            g.live.remove(pid);
+        }
+    }
+
+    /// The connected socket holding `pid`, if any.
+    pub(crate) fn live_sid(&self, pid: &str) -> Option<Sid> {
+        self.inner.lock().live.get(pid).copied()
     }
 
     /// Keeps a session whose connection was lost.
@@ -439,6 +461,18 @@ mod tests {
             s.persist(p.into(), Sid::generate(), Vec::new(), Value::Null);
         }
         assert!(s.inner.lock().sessions.len() <= 2);
+    }
+
+    #[test]
+    fn live_secrets_are_forgotten_only_by_their_own_socket() {
+        let s = SessionStore::new(RecoveryConfig::default());
+        let (old, new) = (Sid::generate(), Sid::generate());
+        s.set_live("p", old);
+        s.set_live("p", new);
+        s.clear_live("p", old);
+        assert_eq!(s.live_sid("p"), Some(new), "the old socket's disconnect does not unlist the new one");
+        s.clear_live("p", new);
+        assert_eq!(s.live_sid("p"), None);
     }
 
     #[test]

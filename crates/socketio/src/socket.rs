@@ -697,6 +697,9 @@ impl Socket {
         }
         let ns = self.0.ns.clone();
         ns.remove_socket(self.id());
+        if let (Some(store), Some(pid)) = (ns.recovery_store(), self.0.pid.lock().as_deref()) {
+            store.clear_live(pid, self.id());
+        }
         let socket = self.clone();
         let keep = matches!(
             reason,
