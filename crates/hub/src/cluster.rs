@@ -81,7 +81,7 @@ async fn nats_config(c: &crate::config::ClusterCfg) -> Result<nats::NatsConfig, 
 }
 
 /// [`redact_url`] of each comma-separated URL.
-fn redact_urls(urls: &str) -> String {
+pub fn redact_urls(urls: &str) -> String {
     urls.split(',').map(|u| redact_url(u.trim())).collect::<Vec<_>>().join(",")
 }
 

@@ -428,8 +428,7 @@ impl Config {
             *k = "<redacted>".into();
         }
         c.cluster.redis_url = crate::cluster::redact_url(&c.cluster.redis_url);
-        c.cluster.nats_url =
-            c.cluster.nats_url.split(',').map(crate::cluster::redact_url).collect::<Vec<_>>().join(",");
+        c.cluster.nats_url = crate::cluster::redact_urls(&c.cluster.nats_url);
         for secret in [&mut c.cluster.nats_password, &mut c.cluster.nats_token] {
             if !secret.is_empty() {
                 *secret = "<redacted>".into();
