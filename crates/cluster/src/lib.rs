@@ -40,6 +40,7 @@ pub mod nats;
 mod node;
 pub mod protocol;
 pub mod redis;
+pub mod streams;
 pub mod transport;
 
 pub use node::{BusStats, Cluster, ClusterAdapter, ClusterConfig, PeerInfo};
@@ -49,4 +50,4 @@ pub use node::{BusStats, Cluster, ClusterAdapter, ClusterConfig, PeerInfo};
 pub fn tag_of(uid: &str) -> u32 {
     uid.get(..8).and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0)
 }
-pub use transport::{BusError, Incoming, Target, Transport};
+pub use transport::{BusError, Incoming, SharedLog, Target, Transport};

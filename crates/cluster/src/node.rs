@@ -219,6 +219,9 @@ impl Cluster {
             last_echo: Mutex::new(None),
             last_loss: Mutex::new(None),
         });
+        if let Some(log) = inner.transport.shared_log() {
+            log.attach(&inner.uid);
+        }
         tokio::spawn(dispatch(Arc::downgrade(&inner), incoming));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
         Cluster(inner)
@@ -478,6 +481,15 @@ impl ClusterAdapter {
     }
 
     /// Publishes `msg` to every node of the namespace, unless the operation is `local`.
+    /// The shared log, when this namespace's broadcasts go through it (recovery on, and the
+    /// transport has one).
+    fn log_for(&self, ns: &Namespace, opts: &BroadcastOptions) -> Option<Arc<dyn crate::transport::SharedLog>> {
+        if opts.local || opts.volatile || !ns.recovery_enabled() {
+            return None;
+        }
+        self.inner.transport.shared_log()
+    }
+
     async fn publish_unless_local(&self, opts: &BroadcastOptions, msg: Message) -> Result<(), AdapterError> {
         if opts.local {
             return Ok(());
@@ -532,6 +544,10 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Adapter for ClusterAdapter {
+    fn recovery_backend(&self) -> Option<Arc<dyn switchboard_socketio::RecoveryBackend>> {
+        self.inner.transport.shared_log().map(|l| l as Arc<dyn switchboard_socketio::RecoveryBackend>)
+    }
+
     fn init(&self, ns: &Arc<Namespace>) {
         let _ = self.shared.ns.set(Arc::downgrade(ns));
         let inner = self.inner.clone();
@@ -622,6 +638,19 @@ impl Adapter for ClusterAdapter {
         opts: &'a BroadcastOptions,
     ) -> AdapterFuture<'a, usize> {
         Box::pin(async move {
+            if let Some(log) = self.log_for(ns, opts) {
+                // Through the shared log: every node (this one too) delivers it when it reads
+                // it back, in the log's order, with its offset.
+                let msg = Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: None };
+                return match log.append_message(self.nsp(), &msg) {
+                    Ok(()) => Ok(0),
+                    Err(e) => {
+                        // The local delivery happens whatever the bus did (security: C3).
+                        self.shared.local.deliver_packet(ns, into_packet(msg), opts);
+                        Err(AdapterError::Bus(e.to_string()))
+                    }
+                };
+            }
             let (packet, published) = if opts.local {
                 (packet, Ok(()))
             } else {
@@ -654,17 +683,30 @@ impl Adapter for ClusterAdapter {
                 });
             }
             // Only Switchboard nodes (those that send heartbeats) report counts.
-            let peers: HashSet<NodeId> = self.inner.peers.lock().keys().cloned().collect();
+            let mut peers: HashSet<NodeId> = self.inner.peers.lock().keys().cloned().collect();
             let (id, mut rx) = self.inner.register()?;
-            // On the main channel, so that every node answers (0 when it has no member).
             let msg =
                 Message::Broadcast { packet, sel: Self::sel(opts), request_id: None, count_request: Some(id.clone()) };
-            let published = self.inner.publish_ref(self.nsp(), Target::Main, &msg).await;
-            let local = self.shared.local.deliver_packet(ns, into_packet(msg), opts);
-            if let Err(e) = published {
-                self.inner.unregister(&id);
-                return Err(e);
-            }
+            let log = self.log_for(ns, opts);
+            let local = if let Some(log) = log {
+                // Through the shared log; this node counts its own delivery when it reads it back.
+                if let Err(e) = log.append_message(self.nsp(), &msg) {
+                    self.inner.unregister(&id);
+                    self.shared.local.deliver_packet(ns, into_packet(msg), opts);
+                    return Err(AdapterError::Bus(e.to_string()));
+                }
+                peers.insert(self.inner.uid.clone());
+                0
+            } else {
+                // On the main channel, so that every node answers (0 when it has no member).
+                let published = self.inner.publish_ref(self.nsp(), Target::Main, &msg).await;
+                let local = self.shared.local.deliver_packet(ns, into_packet(msg), opts);
+                if let Err(e) = published {
+                    self.inner.unregister(&id);
+                    return Err(e);
+                }
+                local
+            };
             let mut report = BroadcastReport { local, ..Default::default() };
             let deadline = tokio::time::Instant::now() + timeout.min(self.inner.config.request_timeout);
             let mut waiting = peers;
@@ -674,7 +716,11 @@ impl Adapter for ClusterAdapter {
                     a = rx.recv() => match a {
                         Some((uid, Message::BroadcastClientCount { count, .. })) => {
                             if waiting.remove(&uid) {
-                                report.remote.push((uid, count));
+                                if uid == self.inner.uid {
+                                    report.local = count;
+                                } else {
+                                    report.remote.push((uid, count));
+                                }
                             }
                         }
                         Some(_) => {}
@@ -957,6 +1003,7 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
             Incoming::Node { nsp, payload } => on_node_message(&inner, &nsp, &payload).await,
             Incoming::EmitterBroadcast { nsp, room, payload } => on_emitter_broadcast(&inner, &nsp, room, &payload),
             Incoming::EmitterRequest { nsp, payload } => on_emitter_request(&inner, &nsp, &payload).await,
+            Incoming::Logged { nsp, uid, kind, data, position } => on_logged(&inner, &nsp, &uid, &kind, &data, position),
             Incoming::Lost(n) => {
                 inner.stats.lost.fetch_add(n, Ordering::Relaxed);
                 *inner.last_loss.lock() = Some(Instant::now());
@@ -983,6 +1030,46 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
                 tracing::warn!(error = %e, "cluster bus connection error");
             }
         }
+    }
+}
+
+/// An entry of the shared log (or this node's own that could not be logged: no position).
+fn on_logged(inner: &Arc<Inner>, nsp: &str, uid: &str, kind: &str, data: &str, position: Option<(String, u64)>) {
+    let Some((shared, ns)) = inner.ns(nsp) else { return };
+    // Gap markers and Node's other entry types (joins, leaves, disconnects travel on the bus).
+    if kind != "3" {
+        return;
+    }
+    let env = match crate::protocol::decode_stream_entry(uid, nsp, kind, data, inner.config.max_message_bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(nsp, error = %e, "recovery log entry dropped");
+            return;
+        }
+    };
+    let Message::Broadcast { packet, sel, request_id: None, count_request } = env.msg else { return };
+    let n = match &position {
+        Some((offset, key)) if !sel.opts.volatile => shared.local.deliver_logged(&ns, packet, &sel.opts, offset, *key),
+        _ => shared.local.deliver_packet(&ns, packet, &sel.opts),
+    };
+    if position.is_none() {
+        // Not logged: no other node has it, and its count request fails by timeout.
+        return;
+    }
+    let Some(id) = count_request else { return };
+    let answer = Message::BroadcastClientCount { request_id: id.clone(), count: n };
+    if uid == inner.uid.as_ref() {
+        let tx = inner.pending.lock().get(&id).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.try_send((inner.uid.clone(), answer));
+        }
+    } else {
+        let i = inner.clone();
+        let (nsp, from) = (nsp.to_owned(), uid.to_owned());
+        tokio::spawn(async move {
+            let _ = i.publish(&nsp, Target::Node(&from), answer).await;
+        });
     }
 }
 

@@ -282,7 +282,60 @@ fn packet_of(v: Option<&Value>, binary: Vec<Bytes>) -> Result<BroadcastPacket, D
 /// Encodes a message from node `uid` on namespace `nsp` for the wire (what [`Envelope::encode`]
 /// writes), without owning it: the publisher keeps its packet for its own delivery.
 pub fn encode_message(uid: &str, nsp: &str, msg: &Message) -> Bytes {
-    let (data, binary): (Option<Value>, &[Bytes]) = match msg {
+    let (data, binary) = message_data(nsp, msg);
+    let mut env = json!({ "uid": uid, "nsp": nsp, "type": msg.kind() });
+    if let Some(d) = data {
+        env["data"] = d;
+    }
+    if binary.is_empty() {
+        Bytes::from(env.to_string())
+    } else {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &crate::msgpack::from_json(&env, binary));
+        Bytes::from(out)
+    }
+}
+
+/// A message's `data` field as a Redis stream entry carries it (Node's
+/// `@socket.io/redis-streams-adapter`): JSON text, or, with binary, base64 of its MessagePack.
+pub fn encode_stream_data(nsp: &str, msg: &Message) -> String {
+    use base64::Engine as _;
+    let (data, binary) = message_data(nsp, msg);
+    let data = data.unwrap_or(Value::Null);
+    if binary.is_empty() {
+        data.to_string()
+    } else {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &crate::msgpack::from_json(&data, binary));
+        base64::engine::general_purpose::STANDARD.encode(out)
+    }
+}
+
+/// Decodes a Redis stream entry's fields (see [`encode_stream_data`]), refusing a `data` above
+/// `max` bytes.
+pub fn decode_stream_entry(uid: &str, nsp: &str, kind: &str, data: &str, max: usize) -> Result<Envelope, DecodeError> {
+    use base64::Engine as _;
+    if data.len() > max {
+        return Err(DecodeError::TooLarge { size: data.len(), max });
+    }
+    let t: u8 = kind.parse().map_err(|_| DecodeError::Shape("type"))?;
+    let (data, binary) = if data.starts_with('{') {
+        let v: Value = serde_json::from_str(data).map_err(|e| DecodeError::Syntax(e.to_string()))?;
+        (v, Vec::new())
+    } else {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| DecodeError::Syntax(format!("base64: {e}")))?;
+        crate::msgpack::to_json(&raw)?
+    };
+    Envelope::from_json(json!({ "uid": uid, "nsp": nsp, "type": t, "data": data }), binary)
+}
+
+/// A message's `data` field and its attachments.
+fn message_data<'m>(nsp: &str, msg: &'m Message) -> (Option<Value>, &'m [Bytes]) {
+    match msg {
         Message::InitialHeartbeat | Message::AdapterClose => (None, &[]),
         Message::Heartbeat(info) => (info.clone(), &[]),
         Message::Broadcast { packet, sel, request_id, count_request } => {
@@ -334,18 +387,6 @@ pub fn encode_message(uid: &str, nsp: &str, msg: &Message) -> Bytes {
             }
             (Some(d), binary)
         }
-    };
-    let mut env = json!({ "uid": uid, "nsp": nsp, "type": msg.kind() });
-    if let Some(d) = data {
-        env["data"] = d;
-    }
-    if binary.is_empty() {
-        Bytes::from(env.to_string())
-    } else {
-        let mut out = Vec::new();
-        // Writing into a Vec cannot fail.
-        let _ = rmpv::encode::write_value(&mut out, &crate::msgpack::from_json(&env, binary));
-        Bytes::from(out)
     }
 }
 

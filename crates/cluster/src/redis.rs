@@ -51,6 +51,9 @@ pub struct RedisConfig {
     pub receive_buffer: usize,
     /// Largest reconnection delay (the backoff starts at 100 ms). Default 5 s.
     pub max_reconnect_delay: Duration,
+    /// The shared event log and sessions in Redis Streams, for connection state recovery
+    /// across nodes ([`crate::streams`]). Default: none.
+    pub streams: Option<crate::streams::StreamsConfig>,
 }
 
 impl RedisConfig {
@@ -63,7 +66,14 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(2),
             receive_buffer: 16_384,
             max_reconnect_delay: Duration::from_secs(5),
+            streams: None,
         }
+    }
+
+    /// Sets [`streams`](Self::streams): recovery across nodes.
+    pub fn with_streams(mut self, s: crate::streams::StreamsConfig) -> Self {
+        self.streams = Some(s);
+        self
     }
 
     /// Sets [`channel_prefix`](Self::channel_prefix).
@@ -102,6 +112,7 @@ pub struct RedisTransport {
     /// Emitter pattern prefixes (`{e}#{N}#`) → namespace.
     emitter_prefixes: Arc<RwLock<Vec<(String, String)>>>,
     opts: Options,
+    log: Option<Arc<crate::streams::RedisLog>>,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -146,7 +157,12 @@ impl RedisTransport {
         publisher.init().await.map_err(|e| BusError::Connect(e.to_string()))?;
         subscriber.init().await.map_err(|e| BusError::Connect(e.to_string()))?;
         let _resubscribe = subscriber.manage_subscriptions();
+        let log = match &config.streams {
+            Some(sc) => Some(crate::streams::RedisLog::start(&builder, sc.clone(), incoming.clone()).await?),
+            None => None,
+        };
         let t = RedisTransport {
+            log,
             opts: Options { fail_fast: true, timeout: Some(config.command_timeout), ..Default::default() },
             config,
             publisher,
@@ -340,6 +356,10 @@ impl Transport for RedisTransport {
 
     fn has_room_channels(&self) -> bool {
         true
+    }
+
+    fn shared_log(&self) -> Option<Arc<dyn crate::transport::SharedLog>> {
+        self.log.clone().map(|l| l as Arc<dyn crate::transport::SharedLog>)
     }
 }
 

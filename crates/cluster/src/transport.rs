@@ -63,6 +63,22 @@ pub enum Incoming {
         /// The message as received.
         payload: Bytes,
     },
+    /// An entry of the shared event log ([`SharedLog`]), in the log's order: a node-protocol
+    /// message in a Redis stream entry's fields. `position` is its offset and key; `None` for
+    /// this node's own message that could not be logged (the broker failed): it is delivered to
+    /// this node's sockets without an offset (security: C3).
+    Logged {
+        /// The namespace.
+        nsp: String,
+        /// The node that logged it.
+        uid: String,
+        /// The message type (decimal).
+        kind: String,
+        /// The message's `data` (see [`crate::protocol::encode_stream_data`]).
+        data: String,
+        /// Its offset and key in the log.
+        position: Option<(String, u64)>,
+    },
     /// The transport lost this many messages: its receive buffer overflowed, the broker's
     /// client dropped them (a slow consumer), or a gap in another node's sequence numbers
     /// showed them missing (a partition or an outage).
@@ -71,6 +87,17 @@ pub enum Incoming {
     Reconnected,
     /// The connection to the broker was lost.
     Disconnected(String),
+}
+
+/// A log shared by the nodes (Redis Streams): connection state recovery across nodes. The
+/// node's broadcasts without acks go into it (instead of the bus), and every node delivers what
+/// it reads from it, in its order, so that offsets are the cluster's.
+pub trait SharedLog: switchboard_socketio::RecoveryBackend {
+    /// The node's uid (called once, before any append).
+    fn attach(&self, uid: &str);
+    /// Appends a node-protocol message (a broadcast, possibly with a count request). Fails at
+    /// once when the log's queue is full.
+    fn append_message(&self, nsp: &str, msg: &crate::protocol::Message) -> Result<(), BusError>;
 }
 
 /// A broker seen from the node protocol. One transport serves every namespace of a process.
@@ -92,6 +119,10 @@ pub trait Transport: Send + Sync + 'static {
     /// node that dies without saying goodbye is counted until its heartbeat timeout.
     fn counts_subscribers(&self) -> bool {
         true
+    }
+    /// The shared event log, when connection state recovery across nodes is set up.
+    fn shared_log(&self) -> Option<std::sync::Arc<dyn SharedLog>> {
+        None
     }
     /// Whether room broadcasts go to room channels (else everything goes to `Main`).
     fn has_room_channels(&self) -> bool {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_cluster::{nats, redis, Cluster, ClusterConfig};
+use switchboard_cluster::{nats, redis, streams, Cluster, ClusterConfig};
 
 use crate::config::Config;
 
@@ -34,9 +34,19 @@ pub async fn connect(cfg: &Config, local: SocketAddr) -> Result<Option<Cluster>,
     let (joined, field, url) = if c.adapter == "nats" {
         (nats::connect(nats_config(c).await?, config).await, "cluster.nats_url", redact_urls(&c.nats_url))
     } else {
-        let r = redis::RedisConfig::new(c.redis_url.clone())
+        let mut r = redis::RedisConfig::new(c.redis_url.clone())
             .with_channel_prefix(c.channel_prefix.clone())
             .with_emitter_key(c.emitter_key.clone());
+        let rec = &cfg.recovery;
+        if rec.enabled {
+            // Recovery across nodes: the events and sessions in Redis Streams.
+            r = r.with_streams(
+                streams::StreamsConfig::default()
+                    .with_stream(rec.redis_stream.clone(), rec.redis_stream_max_len)
+                    .with_session_prefix(rec.redis_session_prefix.clone())
+                    .with_recovery(Duration::from_millis(rec.max_disconnection_ms), rec.max_events),
+            );
+        }
         (redis::connect(r, config).await, "cluster.redis_url", redact_url(&c.redis_url))
     };
     match joined {

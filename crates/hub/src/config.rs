@@ -50,6 +50,13 @@ pub struct RecoveryCfg {
     pub max_bytes: usize,
     /// Most sessions kept.
     pub max_sessions: usize,
+    /// With `cluster.adapter = "redis"`: the Redis stream that logs the events for every node
+    /// (Node's `@socket.io/redis-streams-adapter` `streamName`).
+    pub redis_stream: String,
+    /// About how many entries the stream keeps (`XADD MAXLEN ~`).
+    pub redis_stream_max_len: usize,
+    /// The prefix of the session keys in Redis (Node's `sessionKeyPrefix`).
+    pub redis_session_prefix: String,
 }
 
 /// `[cluster]`: several hub processes, on one machine or many, as one logical hub.
@@ -581,6 +588,7 @@ impl Config {
             ("recovery.max_events", r.max_events as u64),
             ("recovery.max_bytes", r.max_bytes as u64),
             ("recovery.max_sessions", r.max_sessions as u64),
+            ("recovery.redis_stream_max_len", r.redis_stream_max_len as u64),
         ] {
             if r.enabled && v == 0 {
                 return bad(field, "must be greater than 0 (or set recovery.enabled = false)");

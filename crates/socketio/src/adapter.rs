@@ -228,6 +228,13 @@ pub trait Adapter: Send + Sync + 'static {
     /// a weak reference to apply other nodes' requests.
     fn init(&self, _ns: &Arc<Namespace>) {}
 
+    /// A log and session store shared with the other nodes, for connection state recovery
+    /// across nodes ([`crate::recovery`]). Default: none (the namespace keeps its own, in
+    /// memory).
+    fn recovery_backend(&self) -> Option<Arc<dyn crate::recovery::RecoveryBackend>> {
+        None
+    }
+
     /// Called when the server closes: a cluster adapter says goodbye to the other nodes.
     fn close<'a>(&'a self, _ns: &'a Namespace) -> AdapterFuture<'a, ()> {
         Box::pin(std::future::ready(Ok(())))
@@ -396,9 +403,26 @@ impl LocalAdapter {
     /// ([`crate::recovery`]). Returns how many sockets it was queued for.
     pub fn deliver_packet(&self, ns: &Namespace, packet: BroadcastPacket, opts: &BroadcastOptions) -> usize {
         match ns.recovery_store() {
-            Some(store) if !opts.volatile => self.deliver(ns, &store.stamp(ns.name(), packet, opts), opts),
+            Some(store) if !opts.volatile && store.backend.is_none() => {
+                self.deliver(ns, &store.stamp(ns.name(), packet, opts), opts)
+            }
             _ => self.deliver(ns, &packet.into_encoded(ns.name(), None), opts),
         }
+    }
+
+    /// Delivers an event of a shared recovery log ([`crate::recovery::RecoveryBackend`]) to
+    /// this node's selected sockets: `offset` is appended as its last argument, and `key`
+    /// (its place in the log) lets a socket whose replay already sent it drop it. Returns how
+    /// many sockets it was queued for.
+    pub fn deliver_logged(
+        &self,
+        ns: &Namespace,
+        packet: BroadcastPacket,
+        opts: &BroadcastOptions,
+        offset: &str,
+        key: u64,
+    ) -> usize {
+        self.deliver(ns, &crate::recovery::encode_logged(ns.name(), packet, offset, key), opts)
     }
 
     /// Delivers an encoded packet to this node's selected sockets; returns how many it was
@@ -526,6 +550,7 @@ impl LocalAdapter {
         let mut created = Vec::new();
         for sid in self.select(ns, opts) {
             created.extend(self.join(sid, rooms.to_vec()));
+            ns.session_changed(sid, self.rooms_of(sid));
         }
         created
     }
@@ -535,6 +560,7 @@ impl LocalAdapter {
         let mut deleted = Vec::new();
         for sid in self.select(ns, opts) {
             deleted.extend(self.leave(sid, rooms));
+            ns.session_changed(sid, self.rooms_of(sid));
         }
         deleted
     }

@@ -261,49 +261,65 @@ impl IoHandler {
         let run = async move {
             let mut taken = None;
             let mut gap = None;
+            // The client came back before this server noticed that its old connection died (no
+            // FIN, say): the old socket is taken over, once the middlewares accepted the client.
+            let mut takeover = None;
             if let (Some(store), Some((pid, offset))) = (ns.recovery_store(), &ask) {
-                let mut r = store.take(pid, offset);
-                if matches!(&r, Err(g) if g.reason == crate::recovery::GapReason::UnknownSession) {
-                    // The client came back before this server noticed that its old connection
-                    // died (no FIN, say): close that one, which keeps its session, and take it.
-                    if let Some(old) = ns.socket_with_pid(pid) {
-                        old.close_connection();
-                        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
-                        loop {
-                            r = store.take(pid, offset);
-                            let unknown =
-                                matches!(&r, Err(g) if g.reason == crate::recovery::GapReason::UnknownSession);
-                            if !unknown || tokio::time::Instant::now() >= deadline {
-                                break;
-                            }
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        }
-                    }
-                }
-                match r {
-                    Ok((kept, seq)) => taken = Some((kept, seq, pid.clone())),
-                    Err(g) => gap = Some(g),
+                match ns.socket_with_pid(pid) {
+                    Some(old) => takeover = Some(old),
+                    None => match store.take_session(ns.name(), pid, offset).await {
+                        Ok((kept, pos)) => taken = Some((kept, pos, pid.clone())),
+                        Err(g) => gap = Some(g),
+                    },
                 }
             }
-            if let Some((kept, _, pid)) = &taken {
+            // The middlewares see the session's id and data (the hub checks it is the same
+            // user's, security: A3).
+            if let Some(old) = &takeover {
+                socket = socket.with_id(old.id());
+                socket.set_data(old.data());
+            } else if let Some((kept, _, _)) = &taken {
                 socket = socket.with_id(kept.sid);
                 socket.set_data(kept.data.clone());
-                *socket.0.pid.lock() = Some(pid.clone());
-                // Until the replay is out, live copies of logged events are dropped (they are
-                // in it).
-                socket.0.replayed_until.store(u64::MAX, Ordering::Release);
-            } else if ns.recovery_store().is_some() {
-                *socket.0.pid.lock() = Some(crate::recovery::new_pid());
             }
-            let skip_middleware = taken.is_some() && ns.recovery_store().is_some_and(|s| s.config.skip_middlewares);
+            let resuming = taken.is_some() || takeover.is_some();
+            let skip_middleware = resuming && ns.recovery_store().is_some_and(|s| s.config.skip_middlewares);
             let middleware: &[crate::ns::MiddlewareFn] = if skip_middleware { &[] } else { &ns.handlers().middleware };
             for m in middleware {
                 if let Err(e) = m(socket.clone()).await {
+                    if let (Some((kept, _, pid)), Some(store)) = (taken.take(), ns.recovery_store()) {
+                        // Refused: the session stays its owner's.
+                        store.put_back(ns.name(), pid, kept);
+                    }
                     *session.data().pending.lock() -= 1;
                     let e = crate::socket::Encoded::new(&connect_error(ns.name(), e.to_json()));
                     let _ = session.send_frames(&e.frames);
                     return;
                 }
+            }
+            if let (Some(old), Some(store), Some((pid, offset))) = (takeover, ns.recovery_store(), &ask) {
+                // Close the old connection, which keeps its session, wait until it is gone
+                // (out of its rooms, session kept), then take the session.
+                old.close_connection();
+                let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+                while !old.0.gone.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                match store.take_session(ns.name(), pid, offset).await {
+                    Ok((kept, pos)) => {
+                        socket.set_data(kept.data.clone());
+                        taken = Some((kept, pos, pid.clone()));
+                    }
+                    Err(g) => gap = Some(g),
+                }
+            }
+            if let Some((_, _, pid)) = &taken {
+                *socket.0.pid.lock() = Some(pid.clone());
+                // Until the replay is out, live logged events are held (those it holds are
+                // dropped, the others sent after it).
+                socket.begin_replay();
+            } else if ns.recovery_store().is_some() {
+                *socket.0.pid.lock() = Some(crate::recovery::new_pid());
             }
             if session.is_closed() {
                 return;
@@ -317,22 +333,22 @@ impl IoHandler {
             if !session.data().connected_once.swap(true, Ordering::AcqRel) {
                 session.set_deadline(None);
             }
-            if let (Some((kept, seq, _)), Some(store)) = (&taken, ns.recovery_store()) {
+            if let (Some((kept, pos, _)), Some(store)) = (&taken, ns.recovery_store()) {
                 // Back in its rooms first, so that events numbered from now on reach it live;
                 // those numbered before are in the log. The missed events go before the
                 // CONNECT reply (the client holds them until it is connected).
                 let _ = ns.adapter().add_all(&ns, socket.id(), kept.rooms.clone()).await;
-                match store.collect(*seq, socket.id(), &kept.rooms) {
+                match store.collect_missed(ns.name(), pos, socket.id(), &kept.rooms).await {
                     Ok(missed) => {
                         for e in &missed.events {
                             let _ = socket.send_replayed(e);
                         }
-                        socket.0.replayed_until.store(missed.seen, Ordering::Release);
+                        socket.end_replay(missed.seen);
                         *socket.0.recovery.lock() = Recovery::Recovered { replayed: missed.events.len() };
                     }
                     Err(g) => {
                         // Trimmed meanwhile: a new session after all (its rooms were its own).
-                        socket.0.replayed_until.store(0, Ordering::Release);
+                        socket.end_replay(0);
                         *socket.0.pid.lock() = Some(crate::recovery::new_pid());
                         gap = Some(g);
                     }
@@ -346,6 +362,8 @@ impl IoHandler {
                 store.set_live(&pid, socket.id());
                 reply["pid"] = Value::String(pid);
             }
+            // A shared backend keeps the session from now on (it survives this node).
+            ns.rooms_changed(socket.id()).await;
             let ok = Packet {
                 kind: PacketType::Connect,
                 nsp: ns.name().to_owned(),

@@ -73,7 +73,9 @@ pub use ns::{ConnectError, HandlerFuture, Handlers, MiddlewareFuture, Namespace,
 pub use operators::{BroadcastOperator, RemoteSocket};
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
 pub use payload::{from_payload, to_payload};
-pub use recovery::{Gap, GapReason, Recovery, RecoveryConfig, GAP_EVENT};
+pub use recovery::{
+    Gap, GapReason, LoggedEvent, Position, Recovery, RecoveryBackend, RecoveryConfig, RecoveryFuture, SessionState, GAP_EVENT,
+};
 pub use socket::{
     AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Outgoing, SinkCache,
     Socket, SocketSink,
@@ -459,6 +461,7 @@ impl SocketIo {
     pub async fn enter_room(&self, sid: Sid, room: &str, nsp: &str) -> Result<(), EmitError> {
         let ns = self.of(nsp).ok_or(EmitError::Disconnected)?;
         ns.adapter().add_all(&ns, sid, room.into_rooms()).await?;
+        ns.rooms_changed(sid).await;
         Ok(())
     }
 
@@ -466,6 +469,7 @@ impl SocketIo {
     pub async fn leave_room(&self, sid: Sid, room: &str, nsp: &str) -> Result<(), EmitError> {
         let ns = self.of(nsp).ok_or(EmitError::Disconnected)?;
         ns.adapter().del(&ns, sid, room.into_rooms()).await?;
+        ns.rooms_changed(sid).await;
         Ok(())
     }
 

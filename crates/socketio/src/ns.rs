@@ -221,10 +221,13 @@ impl Namespace {
             name: Arc::from(name),
             handlers,
             sockets: RwLock::new(HashMap::new()),
-            adapter,
             ack_timeout,
             next_ack: AtomicU64::new(0),
-            recovery: recovery.map(crate::recovery::SessionStore::new),
+            recovery: recovery.map(|c| {
+                let backend = adapter.recovery_backend();
+                crate::recovery::SessionStore::new(c, backend)
+            }),
+            adapter,
         }
     }
 
@@ -333,6 +336,26 @@ impl Namespace {
         for sid in sids {
             if let Some(s) = map.get(sid) {
                 f(s);
+            }
+        }
+    }
+
+    /// Socket `sid`'s rooms are now `rooms` (or its data changed): a shared recovery backend
+    /// keeps its session as it changes.
+    pub(crate) fn session_changed(&self, sid: Sid, rooms: Vec<crate::adapter::Room>) {
+        let Some(backend) = self.recovery.as_ref().and_then(|s| s.backend.as_ref()) else { return };
+        let Some(socket) = self.sockets.read().get(&sid).cloned() else { return };
+        if let Some(state) = socket.session_state(rooms) {
+            backend.update(&self.name, &state);
+        }
+    }
+
+    /// [`session_changed`](Self::session_changed) after a membership change through the
+    /// adapter (which knows the rooms).
+    pub(crate) async fn rooms_changed(&self, sid: Sid) {
+        if self.recovery.as_ref().is_some_and(|s| s.backend.is_some()) {
+            if let Ok(rooms) = self.adapter.socket_rooms(self, sid).await {
+                self.session_changed(sid, rooms);
             }
         }
     }

@@ -20,12 +20,20 @@
 //!   its state instead of silently missing messages. A partial history is never replayed as if
 //!   it were complete.
 //!
-//! The log and the sessions live in memory, per namespace and per process: a client recovers on
-//! the node that served it. Memory: at most [`max_bytes`](RecoveryConfig::max_bytes) of encoded
-//! packets (shared with the live delivery, not copied) plus
-//! [`max_sessions`](RecoveryConfig::max_sessions) sessions per namespace.
+//! With the in-memory adapter the log and the sessions live in memory, per namespace and per
+//! process: a client recovers on the node that served it. Memory: at most
+//! [`max_bytes`](RecoveryConfig::max_bytes) of encoded packets (shared with the live delivery,
+//! not copied) plus [`max_sessions`](RecoveryConfig::max_sessions) sessions per namespace.
+//!
+//! An adapter with a shared log (a cluster adapter on Redis Streams, say) offers a
+//! [`RecoveryBackend`] ([`Adapter::recovery_backend`](crate::Adapter::recovery_backend)): the
+//! log's offsets are then the cluster's, events reach sockets in the log's order on every node,
+//! and sessions are kept by the backend as they change, so that a client recovers on any node,
+//! also after the node that served it crashed.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +41,76 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use switchboard_engineio::Sid;
 
-use crate::adapter::{BroadcastOptions, BroadcastPacket, Room};
+use crate::adapter::{AdapterError, BroadcastOptions, BroadcastPacket, Room};
 use crate::socket::Encoded;
+
+/// A boxed future of a [`RecoveryBackend`] call.
+pub type RecoveryFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What recovery needs of a socket's session: the id it had, its secret, its rooms (its own id
+/// room included) and its data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionState {
+    /// The socket id, which a recovered socket keeps.
+    pub sid: Sid,
+    /// The session secret the client presents (`pid`).
+    pub pid: String,
+    /// Its rooms.
+    pub rooms: Vec<Room>,
+    /// Its data ([`Socket::data`](crate::Socket::data)).
+    pub data: Value,
+}
+
+/// An event of a shared log, as read back for a replay.
+#[derive(Clone, Debug)]
+pub struct LoggedEvent {
+    /// The event, without its offset.
+    pub packet: BroadcastPacket,
+    /// Who it was for.
+    pub opts: BroadcastOptions,
+    /// Its offset, as clients see it (appended as the event's last argument).
+    pub offset: String,
+    /// Its place in the log: later events have larger keys.
+    pub key: u64,
+}
+
+/// A position in a shared log that a client presented: the offset string and its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The offset as the client sent it.
+    pub offset: String,
+    /// Its place in the log ([`LoggedEvent::key`]).
+    pub key: u64,
+}
+
+/// A log and session store shared by the nodes of a cluster (see the module docs). Offsets
+/// come from the log; the adapter delivers each logged event to this node's sockets with
+/// [`LocalAdapter::deliver_logged`](crate::LocalAdapter::deliver_logged), in the log's order.
+pub trait RecoveryBackend: Send + Sync + 'static {
+    /// Appends an event for the sockets `opts` selects (on every node) to namespace `nsp`'s
+    /// log. Events appended by one caller are logged, and delivered, in the order of the calls.
+    /// Fails at once when the backend cannot take it (its queue is full, the broker is down).
+    fn append(&self, nsp: &str, packet: BroadcastPacket, opts: &BroadcastOptions) -> Result<(), AdapterError>;
+    /// Takes session `pid` (once) if it exists, has not expired and the log still holds the
+    /// event at `offset`; returns it with the offset's position.
+    fn take<'a>(&'a self, nsp: &'a str, pid: &'a str, offset: &'a str) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>>;
+    /// Every event of namespace `nsp`'s log after `from`, in order (at most
+    /// [`max_packets`](RecoveryConfig::max_packets) of them; more is a gap).
+    fn read_after<'a>(&'a self, nsp: &'a str, from: &'a Position) -> RecoveryFuture<'a, Result<Vec<LoggedEvent>, Gap>>;
+    /// A connected socket's session changed (it connected, joined or left a room, its data
+    /// changed): keep it, so that it can be recovered even if this node dies.
+    fn update(&self, nsp: &str, session: &SessionState);
+    /// A socket lost its connection: keep its session for
+    /// [`max_disconnection_duration`](RecoveryConfig::max_disconnection_duration).
+    fn persist(&self, nsp: &str, session: SessionState);
+    /// A socket left on purpose: its session cannot be recovered.
+    fn forget(&self, nsp: &str, pid: &str);
+    /// A session [`take`](Self::take)n for a client that was then refused (another user's
+    /// token, say): keep it as it was, for its owner. Default: [`persist`](Self::persist).
+    fn put_back(&self, nsp: &str, session: SessionState) {
+        self.persist(nsp, session);
+    }
+}
 
 /// The event a client gets when the recovery it asked for could not be done:
 /// `socket.on("switchboard:gap", ({reason, lost}) => reload())`.
@@ -140,6 +216,11 @@ pub enum GapReason {
     EpochChanged,
     /// The offset is malformed, or ahead of the log.
     BadOffset,
+    /// More events were missed than a replay may hold
+    /// ([`max_packets`](RecoveryConfig::max_packets)).
+    TooFarBehind,
+    /// The log could not keep some events (the broker was unreachable when they were sent).
+    LogFailed,
 }
 
 impl GapReason {
@@ -151,12 +232,15 @@ impl GapReason {
             GapReason::Trimmed => "trimmed",
             GapReason::EpochChanged => "epoch_changed",
             GapReason::BadOffset => "bad_offset",
+            GapReason::TooFarBehind => "too_far_behind",
+            GapReason::LogFailed => "log_failed",
         }
     }
 }
 
 impl Gap {
-    fn new(reason: GapReason) -> Gap {
+    /// A gap whose size is unknown.
+    pub fn new(reason: GapReason) -> Gap {
         Gap { reason, lost: None }
     }
 
@@ -202,6 +286,8 @@ pub(crate) struct SessionStore {
     pub(crate) config: RecoveryConfig,
     epoch: String,
     inner: Mutex<Inner>,
+    /// The adapter's shared log and sessions, when it has them (then the local log is unused).
+    pub(crate) backend: Option<Arc<dyn RecoveryBackend>>,
 }
 
 /// The events a restored session missed.
@@ -228,8 +314,9 @@ pub(crate) fn new_pid() -> String {
 }
 
 impl SessionStore {
-    pub(crate) fn new(config: RecoveryConfig) -> SessionStore {
+    pub(crate) fn new(config: RecoveryConfig, backend: Option<Arc<dyn RecoveryBackend>>) -> SessionStore {
         SessionStore {
+            backend,
             config,
             epoch: random_token(6),
             inner: Mutex::new(Inner {
@@ -273,6 +360,43 @@ impl SessionStore {
             g.bytes -= b;
         }
         encoded
+    }
+
+    /// Takes session `pid` back (once) from the shared backend, or from this store.
+    pub(crate) async fn take_session(&self, nsp: &str, pid: &str, offset: &str) -> Result<(Persisted, Position), Gap> {
+        match &self.backend {
+            Some(b) => {
+                let (s, pos) = b.take(nsp, pid, offset).await?;
+                Ok((Persisted { sid: s.sid, rooms: s.rooms, data: s.data, at: Instant::now() }, pos))
+            }
+            None => self.take(pid, offset).map(|(p, seq)| (p, Position { offset: offset.to_owned(), key: seq })),
+        }
+    }
+
+    /// The events after `pos` meant for socket `sid` in `rooms`, from the shared backend or
+    /// from this store.
+    pub(crate) async fn collect_missed(&self, nsp: &str, pos: &Position, sid: Sid, rooms: &[Room]) -> Result<Missed, Gap> {
+        let Some(b) = &self.backend else { return self.collect(pos.key, sid, rooms) };
+        let events = b.read_after(nsp, pos).await?;
+        let seen = events.last().map_or(pos.key, |e| e.key);
+        let events = events
+            .into_iter()
+            .filter(|e| selects(&e.opts, sid, rooms))
+            .map(|e| encode_logged(nsp, e.packet, &e.offset, e.key))
+            .collect();
+        Ok(Missed { events, seen })
+    }
+
+    /// Puts a taken session back (its recovery was refused).
+    pub(crate) fn put_back(&self, nsp: &str, pid: String, kept: Persisted) {
+        match &self.backend {
+            Some(b) => b.put_back(nsp, SessionState { sid: kept.sid, pid, rooms: kept.rooms, data: kept.data }),
+            None => {
+                let mut g = self.inner.lock();
+                g.order.push_back((pid.clone(), kept.at));
+                g.sessions.insert(pid, kept);
+            }
+        }
     }
 
     /// Socket `sid`, connected, holds secret `pid`.
@@ -346,6 +470,16 @@ impl SessionStore {
     }
 }
 
+/// Encodes an event of a shared log: `offset` appended as its last argument, `key` its place.
+pub(crate) fn encode_logged(nsp: &str, mut packet: BroadcastPacket, offset: &str, key: u64) -> Arc<Encoded> {
+    if let Value::Array(a) = &mut packet.data {
+        a.push(Value::String(offset.to_owned()));
+    }
+    let mut e = packet.into_encoded(nsp, None);
+    e.seq = Some(key);
+    Arc::new(e)
+}
+
 /// Whether the log holds every event after `seq` (its first entry is `seq + 1` or earlier).
 fn reaches(g: &Inner, seq: u64) -> Result<(), Gap> {
     let first = g.log.front().map_or(g.seq + 1, |e| e.seq);
@@ -367,7 +501,7 @@ fn logged_opts(opts: &BroadcastOptions) -> BroadcastOptions {
 }
 
 /// Whether a broadcast with `opts` was meant for socket `sid`, a member of `rooms`.
-fn selects(opts: &BroadcastOptions, sid: Sid, rooms: &[Room]) -> bool {
+pub fn selects(opts: &BroadcastOptions, sid: Sid, rooms: &[Room]) -> bool {
     let in_room = |r: &Room| rooms.contains(r) || Sid::parse(r) == Some(sid);
     if !opts.rooms.is_empty() && !opts.rooms.iter().any(in_room) {
         return false;
@@ -394,7 +528,7 @@ mod tests {
 
     #[test]
     fn missed_events_for_the_session_come_back_in_order() {
-        let s = SessionStore::new(RecoveryConfig::default());
+        let s = SessionStore::new(RecoveryConfig::default(), None);
         let me = Sid::generate();
         let other = Sid::generate();
         let first = s.stamp("/", packet(0), &BroadcastOptions::default());
@@ -422,7 +556,7 @@ mod tests {
 
     #[test]
     fn every_failure_has_its_reason() {
-        let s = SessionStore::new(RecoveryConfig::default().with_log_limits(3, 1 << 20));
+        let s = SessionStore::new(RecoveryConfig::default().with_log_limits(3, 1 << 20), None);
         let me = Sid::generate();
         let first = offset_of(&s.stamp("/", packet(0), &BroadcastOptions::default()));
         for (pid, offset, reason) in [
@@ -451,12 +585,13 @@ mod tests {
     fn sessions_expire_and_are_bounded() {
         let s = SessionStore::new(
             RecoveryConfig { max_sessions: 2, ..Default::default() }.with_max_disconnection_duration(Duration::ZERO),
+            None,
         );
         let off = offset_of(&s.stamp("/", packet(0), &BroadcastOptions::default()));
         s.persist("a".into(), Sid::generate(), Vec::new(), Value::Null);
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(s.take("a", &off).map(|_| ()).map_err(|g| g.reason), Err(GapReason::Expired));
-        let s = SessionStore::new(RecoveryConfig { max_sessions: 2, ..Default::default() });
+        let s = SessionStore::new(RecoveryConfig { max_sessions: 2, ..Default::default() }, None);
         for p in ["a", "b", "c", "d"] {
             s.persist(p.into(), Sid::generate(), Vec::new(), Value::Null);
         }
@@ -465,7 +600,7 @@ mod tests {
 
     #[test]
     fn live_secrets_are_forgotten_only_by_their_own_socket() {
-        let s = SessionStore::new(RecoveryConfig::default());
+        let s = SessionStore::new(RecoveryConfig::default(), None);
         let (old, new) = (Sid::generate(), Sid::generate());
         s.set_live("p", old);
         s.set_live("p", new);
@@ -477,7 +612,7 @@ mod tests {
 
     #[test]
     fn the_log_is_bounded_by_count_and_bytes() {
-        let s = SessionStore::new(RecoveryConfig::default().with_log_limits(100, 2_000));
+        let s = SessionStore::new(RecoveryConfig::default().with_log_limits(100, 2_000), None);
         for i in 0..1_000 {
             s.stamp("/", packet(i), &BroadcastOptions::default());
         }

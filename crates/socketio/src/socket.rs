@@ -141,6 +141,17 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// A copy sharing the frames' bytes, with a scratch space of its own.
+    pub(crate) fn duplicate(&self) -> Encoded {
+        Encoded {
+            frames: self.frames.clone(),
+            ack_id: self.ack_id,
+            source: self.source.clone(),
+            cache: SinkCache::default(),
+            seq: self.seq,
+        }
+    }
+
     /// Encodes a packet and its attachments.
     pub fn new(packet: &Packet) -> Encoded {
         let mut frames = Vec::with_capacity(1 + packet.attachments.len());
@@ -301,6 +312,11 @@ pub(crate) struct SocketInner {
     /// Logged events up to this sequence number were replayed to it (or are about to be):
     /// their live copies are dropped.
     pub(crate) replayed_until: std::sync::atomic::AtomicU64,
+    /// While the recovery replay is being read (`replayed_until` is `u64::MAX`): the logged
+    /// events that arrived live meanwhile, sent after the replay, those it did not hold.
+    pub(crate) replay_buffer: Mutex<Option<Vec<Encoded>>>,
+    /// Set once its disconnect finished (rooms left, handler run, session kept or forgotten).
+    pub(crate) gone: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Socket {
@@ -357,6 +373,8 @@ impl Socket {
             pid: Mutex::new(None),
             recovery: Mutex::new(crate::recovery::Recovery::Fresh),
             replayed_until: std::sync::atomic::AtomicU64::new(0),
+            replay_buffer: Mutex::new(None),
+            gone: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -419,6 +437,18 @@ impl Socket {
     /// Attaches data to this socket (replacing what was there).
     pub fn set_data(&self, data: Value) {
         *self.0.data.lock() = data;
+        if self.connected() && self.0.ns.recovery_store().is_some_and(|s| s.backend.is_some()) {
+            let ns = self.0.ns.clone();
+            let sid = self.id();
+            tokio::spawn(async move { ns.rooms_changed(sid).await });
+        }
+    }
+
+    /// Its recovery session as a shared backend keeps it, with these rooms (`None` without
+    /// recovery).
+    pub(crate) fn session_state(&self, rooms: Vec<crate::adapter::Room>) -> Option<crate::recovery::SessionState> {
+        let pid = self.0.pid.lock().clone()?;
+        Some(crate::recovery::SessionState { sid: self.id(), pid, rooms, data: self.data() })
     }
 
     /// This socket as other nodes see it, with its rooms.
@@ -492,9 +522,25 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        // An event that the recovery replay sent already (or is sending).
-        if !replay && e.seq.is_some_and(|s| s <= self.0.replayed_until.load(Ordering::Acquire)) {
-            return Ok(true);
+        if let (false, Some(seq)) = (replay, e.seq) {
+            if self.0.replayed_until.load(Ordering::Acquire) == u64::MAX {
+                // The replay is being read: hold the event until it is out.
+                let mut buf = self.0.replay_buffer.lock();
+                if let Some(b) = buf.as_mut() {
+                    let cap = self.0.ns.recovery_store().map_or(0, |s| s.config.max_packets);
+                    if b.len() >= cap {
+                        drop(buf);
+                        self.close_connection();
+                        return Err(EmitError::QueueFull);
+                    }
+                    b.push(e.duplicate());
+                    return Ok(true);
+                }
+            }
+            // An event that the recovery replay sent already.
+            if seq <= self.0.replayed_until.load(Ordering::Acquire) {
+                return Ok(true);
+            }
         }
         let session = match &self.0.transport {
             Transport::Engine(w) => w.upgrade().ok_or(EmitError::Disconnected)?,
@@ -525,6 +571,26 @@ impl Socket {
             }
             Err(_) => Err(EmitError::Disconnected),
         }
+    }
+
+    /// Starts a recovery replay: logged events that arrive live are held until
+    /// [`end_replay`](Self::end_replay).
+    pub(crate) fn begin_replay(&self) {
+        *self.0.replay_buffer.lock() = Some(Vec::new());
+        self.0.replayed_until.store(u64::MAX, Ordering::Release);
+    }
+
+    /// Ends a recovery replay that sent the events up to `seen`: the events held meanwhile
+    /// that come after it are sent now, in order, before any later one.
+    pub(crate) fn end_replay(&self, seen: u64) {
+        // Under the lock: a live event that comes meanwhile waits, then goes after these.
+        let mut buf = self.0.replay_buffer.lock();
+        let held = buf.as_mut().map(std::mem::take).unwrap_or_default();
+        for e in held.iter().filter(|e| e.seq.is_some_and(|s| s > seen)) {
+            let _ = self.send_inner(e, false, None, true);
+        }
+        self.0.replayed_until.store(seen, Ordering::Release);
+        *buf = None;
     }
 
     /// Sends a logged event again (the recovery replay), past the filter that drops its live
@@ -600,6 +666,17 @@ impl Socket {
         if let Some(store) = self.0.ns.recovery_store() {
             // Logged like a broadcast to this socket, so that it can be replayed.
             let packet = crate::adapter::BroadcastPacket::event(event, args, binary)?;
+            if let Some(backend) = &store.backend {
+                // Through the shared log, which delivers it in the log's order.
+                if !self.connected() {
+                    return Err(EmitError::Disconnected);
+                }
+                return Ok(backend.append(
+                    self.0.ns.name(),
+                    packet,
+                    &crate::adapter::BroadcastOptions::socket(self.id()),
+                )?);
+            }
             let e = store.stamp(self.0.ns.name(), packet, &crate::adapter::BroadcastOptions::socket(self.id()));
             return self.send_encoded(&e, false).map(|_| ());
         }
@@ -635,6 +712,7 @@ impl Socket {
     pub async fn join(&self, rooms: impl crate::IntoRooms) -> Result<(), EmitError> {
         let ns = &self.0.ns;
         ns.adapter().add_all(ns, self.id(), rooms.into_rooms()).await?;
+        ns.rooms_changed(self.id()).await;
         Ok(())
     }
 
@@ -642,6 +720,7 @@ impl Socket {
     pub async fn leave(&self, rooms: impl crate::IntoRooms) -> Result<(), EmitError> {
         let ns = &self.0.ns;
         ns.adapter().del(ns, self.id(), rooms.into_rooms()).await?;
+        ns.rooms_changed(self.id()).await;
         Ok(())
     }
 
@@ -727,9 +806,25 @@ impl Socket {
                     h(socket.clone(), reason).await;
                 }
             }
-            if let (Some(store), Some((pid, rooms))) = (ns.recovery_store(), kept) {
-                store.persist(pid, socket.id(), rooms, socket.data());
+            match (ns.recovery_store(), kept) {
+                (Some(store), Some((pid, rooms))) => match &store.backend {
+                    Some(b) => b.persist(ns.name(), crate::recovery::SessionState {
+                        sid: socket.id(),
+                        pid,
+                        rooms,
+                        data: socket.data(),
+                    }),
+                    None => store.persist(pid, socket.id(), rooms, socket.data()),
+                },
+                (Some(store), None) => {
+                    // Left on purpose: a shared backend forgets the session it kept.
+                    if let (Some(b), Some(pid)) = (&store.backend, socket.0.pid.lock().clone()) {
+                        b.forget(ns.name(), &pid);
+                    }
+                }
+                _ => {}
             }
+            socket.0.gone.store(true, Ordering::Release);
         });
     }
 

@@ -687,3 +687,74 @@ async fn nats_credentials_and_tls() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cluster.nats_subject_prefix"), "{err}");
 }
+
+/// The node (name) that holds user `user`'s Socket.IO client, asked of `hub`.
+async fn node_of(hub: &Hub, user: &str) -> Option<String> {
+    let (_, r) = hub.api("GET", "/api/sockets", Value::Null).await;
+    let clients = r["clients"].as_array()?;
+    let c = clients.iter().find(|c| c["user"] == user && c["transport"] != "ws")?;
+    c["node"].as_str().map(str::to_owned)
+}
+
+// Connection state recovery across nodes on Redis (issue "Recovery"; security: C6, A3): two
+// hubs behind round-robin nginx with [recovery] on; socket.io-client loses its connection on
+// one node and comes back through nginx on the other, then its node is kill -9ed mid-stream:
+// both times it gets its id and every push once and in order, and another user cannot take its
+// session.
+#[tokio::test]
+async fn socket_io_clients_recover_across_redis_nodes_and_after_kill_9() {
+    let bus = Bus::Redis;
+    if !bus.available()
+        || !peer_available("nginx", "nginx", &["-v"])
+        || !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"])
+    {
+        return;
+    }
+    let prefix = bus.fresh_prefix("rec");
+    let bus_args = bus.args(None, &prefix);
+    let cfg = format!(
+        "[cluster]\nheartbeat_interval_ms = 500\nheartbeat_timeout_ms = 2000\nrequest_timeout_ms = 3000\n\
+         [recovery]\nenabled = true\nredis_stream = \"{prefix}-stream\"\nredis_session_prefix = \"{prefix}:session:\"\n"
+    );
+    let mut hubs = Vec::new();
+    for name in ["n0", "n1"] {
+        hubs.push(Hub::start(&hub_args(&bus_args, &["--node-name", name]), &cfg).await);
+    }
+    let (_nginx, front) = nginx(&hubs.iter().map(|h| h.addr).collect::<Vec<_>>()).await;
+    let url = format!("http://{front}");
+    let mut cmd = Command::new("node");
+    cmd.arg(interop_dir().join("node/hub_recovery_cluster.mjs"))
+        .args([url.as_str(), &token("a", 600, &[]), &token("b", 600, &[]), API_KEY])
+        .current_dir(interop_dir());
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut m = Member { name: "a".into(), _child: child, stdin, lines, log: Vec::new() };
+    let node_url = |i: usize| format!("http://{}", hubs[i].addr);
+    let index = |name: &str| usize::from(name == "n1");
+
+    // 1. The transport drops; the reconnection goes through nginx to the other node.
+    m.line_starting("on ").await;
+    let first = node_of(&hubs[0], "a").await.expect("the client is listed");
+    let other = 1 - index(&first);
+    m.send(&format!("push {}", node_url(other))).await;
+    m.line_starting("on ").await;
+    let second = node_of(&hubs[0], "a").await.expect("the client is listed again");
+    assert_ne!(first, second, "round-robin nginx moved the client to the other node; log {:?}", m.log);
+
+    // 2. Its node is killed (no goodbye, no session saved at disconnect) while pushes go on
+    //    through the other node.
+    let victim = index(&second);
+    let survivor = 1 - victim;
+    m.send(&format!("crash {}", node_url(survivor))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hubs[victim].child.start_kill().unwrap();
+    let _ = hubs[victim].child.wait().await;
+    m.line_starting("on ").await;
+    assert_eq!(node_of(&hubs[survivor], "a").await.as_deref(), Some(["n0", "n1"][survivor]));
+    m.send("end").await;
+    m.drain(Duration::from_secs(10)).await;
+    println!("{}", m.log.join("\n"));
+    assert!(m.log.iter().any(|l| l.ends_with(" 0 failed")), "{:?}", m.log);
+    assert!(!m.log.iter().any(|l| l.starts_with("FAIL")), "{:?}", m.log);
+}
