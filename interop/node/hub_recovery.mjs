@@ -3,8 +3,8 @@
 // 1. Client A gets a stream of pushes (the backend's /api/emit to user A); its transport drops
 //    mid-stream and it reconnects: same id, recovered === true, every push once and in order.
 // 2. Someone with B's token presents A's session (pid, offset): refused ("session_mismatch").
-// 3. A comes back with that pid afterwards: the session was used up, so recovered === false
-//    and the gap event says unknown_session.
+// 3. A comes back with that pid afterwards: B's refused attempt did not use the session up,
+//    so A recovers; once A leaves on purpose, the pid is a gap (unknown_session).
 // Prints one line per check and "N passed, M failed"; exits 1 if any failed.
 import { io } from "socket.io-client";
 
@@ -60,13 +60,22 @@ try {
   const [err] = await once(b, "connect_error");
   check("B cannot take A's session", err && err.data && err.data.code === "session_mismatch", JSON.stringify(err && err.data));
   b.close();
+  // B's refused attempt did not use A's session up: A recovers it.
   const a2 = io(url, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { token: tokenA, pid, offset } });
-  const gap = once(a2, "switchboard:gap");
   await once(a2, "connect");
+  // (A fresh client instance does not know the pid it passed by hand, so its `recovered` stays
+  // false; the restored id says the session came back.)
+  check("A's session survived B's attempt", a2.id === firstId, `${firstId} → ${a2.id}`);
+  // A leaves on purpose: the session is gone, and presenting it again is a gap, said so.
+  a2.disconnect();
+  await sleep(200);
+  const a3 = io(url, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { token: tokenA, pid, offset } });
+  const gap = once(a3, "switchboard:gap");
+  await once(a3, "connect");
   const [g] = await gap;
-  check("the used-up session is a gap, said so", g && g.reason === "unknown_session", JSON.stringify(g));
-  check("a new id", a2.id !== firstId);
-  a2.close();
+  check("a session left on purpose is a gap, said so", g && g.reason === "unknown_session", JSON.stringify(g));
+  check("a new id", a3.id !== firstId);
+  a3.close();
   s.close();
 } catch (e) {
   check("no error", false, e.stack || String(e));

@@ -645,6 +645,7 @@ impl Adapter for ClusterAdapter {
                 return match log.append_message(self.nsp(), &msg) {
                     Ok(()) => Ok(0),
                     Err(e) => {
+                        self.inner.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
                         // The local delivery happens whatever the bus did (security: C3).
                         self.shared.local.deliver_packet(ns, into_packet(msg), opts);
                         Err(AdapterError::Bus(e.to_string()))
@@ -691,6 +692,7 @@ impl Adapter for ClusterAdapter {
             let local = if let Some(log) = log {
                 // Through the shared log; this node counts its own delivery when it reads it back.
                 if let Err(e) = log.append_message(self.nsp(), &msg) {
+                    self.inner.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
                     self.inner.unregister(&id);
                     self.shared.local.deliver_packet(ns, into_packet(msg), opts);
                     return Err(AdapterError::Bus(e.to_string()));
@@ -1003,7 +1005,9 @@ async fn dispatch(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
             Incoming::Node { nsp, payload } => on_node_message(&inner, &nsp, &payload).await,
             Incoming::EmitterBroadcast { nsp, room, payload } => on_emitter_broadcast(&inner, &nsp, room, &payload),
             Incoming::EmitterRequest { nsp, payload } => on_emitter_request(&inner, &nsp, &payload).await,
-            Incoming::Logged { nsp, uid, kind, data, position } => on_logged(&inner, &nsp, &uid, &kind, &data, position),
+            Incoming::Logged { nsp, uid, kind, data, position } => {
+                on_logged(&inner, &nsp, &uid, &kind, &data, position)
+            }
             Incoming::Lost(n) => {
                 inner.stats.lost.fetch_add(n, Ordering::Relaxed);
                 *inner.last_loss.lock() = Some(Instant::now());
@@ -1055,6 +1059,7 @@ fn on_logged(inner: &Arc<Inner>, nsp: &str, uid: &str, kind: &str, data: &str, p
     };
     if position.is_none() {
         // Not logged: no other node has it, and its count request fails by timeout.
+        inner.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let Some(id) = count_request else { return };

@@ -34,11 +34,11 @@ use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand};
 use parking_lot::Mutex;
 use serde_json::{json, Value as Json};
+use switchboard_socketio::engineio::Sid;
 use switchboard_socketio::{
     AdapterError, BroadcastOptions, BroadcastPacket, Gap, GapReason, LoggedEvent, Position, RecoveryBackend,
     RecoveryFuture, SessionState,
 };
-use switchboard_socketio::engineio::Sid;
 use tokio::sync::mpsc;
 
 use crate::protocol::{decode_stream_entry, encode_stream_data, Message, Selector};
@@ -112,9 +112,21 @@ impl StreamsConfig {
 
 /// One ordered write.
 enum Write {
-    Entry { nsp: String, kind: u8, data: String, uid: String },
+    Entry {
+        nsp: String,
+        kind: u8,
+        data: String,
+        uid: String,
+        seq: u64,
+    },
     /// A session change: an `EVAL` of one of the scripts.
-    Session { script: &'static str, key: String, args: Vec<String> },
+    Session {
+        script: &'static str,
+        key: String,
+        args: Vec<String>,
+    },
+    /// Nothing but a wake-up: gap markers are owed.
+    Nudge,
 }
 
 /// Sets the session if this node owns it (or nobody does): KEYS session, owner; ARGV value,
@@ -152,6 +164,11 @@ pub struct RedisLog {
     writes: mpsc::Sender<Write>,
     /// Connected sessions' keys (refreshed while connected).
     live: Mutex<HashMap<String, ()>>,
+    /// Events that could not be logged, per namespace: a gap marker is owed for them.
+    owed: Mutex<HashMap<String, u64>>,
+    /// The last sequence number given to an entry of this node (field `sbseq`), by which
+    /// readers notice entries trimmed before they read them.
+    seq: Mutex<u64>,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -251,7 +268,7 @@ fn xread_entries(v: Value) -> Vec<Entry> {
                 _ => Vec::new(),
             })
             .collect(),
-        Value::Map(m) => m.inner().into_iter().flat_map(|(_, v)| entries(v)).collect(),
+        Value::Map(m) => m.inner().into_values().flat_map(entries).collect(),
         _ => Vec::new(),
     }
 }
@@ -261,6 +278,19 @@ fn broker(e: Error) -> BusError {
 }
 
 impl RedisLog {
+    /// Connects to Redis at `url` on its own and starts the log (see [`start`](Self::start));
+    /// a cluster node gets its log from [`crate::redis::RedisConfig::streams`] instead.
+    pub async fn connect(
+        url: &str,
+        config: StreamsConfig,
+        incoming: mpsc::Sender<Incoming>,
+    ) -> Result<Arc<RedisLog>, BusError> {
+        let cfg = Config::from_url(url).map_err(|e| BusError::Connect(e.to_string()))?;
+        let mut builder = Builder::from_config(cfg);
+        builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        Self::start(&builder, config, incoming).await
+    }
+
     /// Starts the log on Redis `builder`'s server: a reader that hands every entry to
     /// `incoming` in order (waiting when the node is busy: the stream keeps them) and a writer.
     pub(crate) async fn start(
@@ -274,15 +304,27 @@ impl RedisLog {
         reader.init().await.map_err(|e| BusError::Connect(e.to_string()))?;
         // Where reading starts: after the last entry now (no replay of the past on start-up).
         let last: Value = client
-            .custom(cmd("XREVRANGE", ClusterHash::FirstKey, false), vec![config.stream.clone(), "+".into(), "-".into(), "COUNT".into(), "1".into()])
+            .custom(
+                cmd("XREVRANGE", ClusterHash::FirstKey, false),
+                vec![config.stream.clone(), "+".into(), "-".into(), "COUNT".into(), "1".into()],
+            )
             .await
             .map_err(broker)?;
         let start = entries(last).into_iter().next().map_or_else(|| "0-0".to_owned(), |e| e.id);
         let (tx, rx) = mpsc::channel(config.append_queue.max(16));
-        let log = Arc::new(RedisLog { config, client, uid: OnceLock::new(), writes: tx, live: Mutex::new(HashMap::new()) });
+        let log = Arc::new(RedisLog {
+            config,
+            client,
+            uid: OnceLock::new(),
+            writes: tx,
+            live: Mutex::new(HashMap::new()),
+            owed: Mutex::new(HashMap::new()),
+            seq: Mutex::new(0),
+        });
         tokio::spawn(read_loop(reader, log.config.clone(), start, incoming.clone()));
         tokio::spawn(write_loop(Arc::downgrade(&log), rx, incoming));
         tokio::spawn(refresh_loop(Arc::downgrade(&log)));
+        tokio::spawn(marker_loop(Arc::downgrade(&log)));
         Ok(log)
     }
 
@@ -343,7 +385,14 @@ impl RedisLog {
             .client
             .custom(
                 cmd("EVAL", ClusterHash::Offset(2), false),
-                vec![TAKE.to_owned(), "2".into(), skey.clone(), format!("{{{skey}}}:owner"), self.uid().to_owned(), ms.to_string()],
+                vec![
+                    TAKE.to_owned(),
+                    "2".into(),
+                    skey.clone(),
+                    format!("{{{skey}}}:owner"),
+                    self.uid().to_owned(),
+                    ms.to_string(),
+                ],
             )
             .await
             .map_err(|e| {
@@ -392,7 +441,8 @@ impl RedisLog {
                     continue;
                 }
                 let Some(key) = entry_key(&e.id) else { continue };
-                let (uid, data) = (e.fields.get("uid").map_or("", String::as_str), e.fields.get("data").map_or("", String::as_str));
+                let (uid, data) =
+                    (e.fields.get("uid").map_or("", String::as_str), e.fields.get("data").map_or("", String::as_str));
                 let Ok(env) = decode_stream_entry(uid, nsp, kind, data, self.config.max_entry_bytes) else { continue };
                 if let Message::Broadcast { packet, sel, request_id: None, .. } = env.msg {
                     if sel.opts.volatile {
@@ -427,6 +477,8 @@ fn decode_session(raw: &str, pid: &str) -> Option<SessionState> {
 
 async fn read_loop(reader: Client, config: StreamsConfig, mut last: String, incoming: mpsc::Sender<Incoming>) {
     let mut backoff = Duration::from_millis(100);
+    // The last `sbseq` seen per node.
+    let mut seen: HashMap<String, u64> = HashMap::new();
     loop {
         let r: Result<Value, Error> = reader
             .custom(
@@ -461,6 +513,19 @@ async fn read_loop(reader: Client, config: StreamsConfig, mut last: String, inco
             last.clone_from(&e.id);
             let Some(key) = entry_key(&e.id) else { continue };
             let mut f = e.fields;
+            // Another node's entries numbered past the next one were trimmed before this reader
+            // got to them: counted as lost (live delivery; a replay sees the trim itself).
+            if let (Some(uid), Some(n)) = (f.get("uid"), f.get("sbseq").and_then(|n| n.parse::<u64>().ok())) {
+                if seen.len() > 4_096 && !seen.contains_key(uid) {
+                    seen.clear();
+                }
+                let prev = seen.insert(uid.clone(), n);
+                if let Some(p) = prev.filter(|p| n > p + 1) {
+                    if incoming.send(Incoming::Lost(n - p - 1)).await.is_err() {
+                        return;
+                    }
+                }
+            }
             let (Some(nsp), Some(kind)) = (f.remove("nsp"), f.remove("type")) else { continue };
             let inc = Incoming::Logged {
                 nsp,
@@ -481,88 +546,88 @@ async fn read_loop(reader: Client, config: StreamsConfig, mut last: String, inco
 }
 
 async fn write_loop(log: std::sync::Weak<RedisLog>, mut rx: mpsc::Receiver<Write>, incoming: mpsc::Sender<Incoming>) {
-    // Entries that could not be logged, per namespace: a gap marker is owed.
-    let mut owed: HashMap<String, u64> = HashMap::new();
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         let Some(log) = log.upgrade() else { return };
         let pipe = log.client.pipeline();
         let cfg = &log.config;
         let max_len = cfg.max_len.to_string();
+        let xadd = |nsp: &str, uid: &str, kind: &str, data: &str, seq: Option<u64>| {
+            let mut v = vec![
+                cfg.stream.clone(),
+                "MAXLEN".into(),
+                "~".into(),
+                max_len.clone(),
+                "*".into(),
+                "uid".into(),
+                uid.to_owned(),
+                "nsp".into(),
+                nsp.to_owned(),
+                "type".into(),
+                kind.to_owned(),
+                "data".into(),
+                data.to_owned(),
+            ];
+            if let Some(n) = seq {
+                v.push("sbseq".into());
+                v.push(n.to_string());
+            }
+            v
+        };
+        // Gap markers first: they must come before anything logged after the failure.
+        let owed: Vec<(String, u64)> = log.owed.lock().drain().collect();
         for (nsp, lost) in &owed {
-            let _: Result<(), Error> = pipe
-                .custom(
-                    cmd("XADD", ClusterHash::FirstKey, false),
-                    vec![
-                        cfg.stream.clone(),
-                        "MAXLEN".into(),
-                        "~".into(),
-                        max_len.clone(),
-                        "*".into(),
-                        "uid".into(),
-                        log.uid().to_owned(),
-                        "nsp".into(),
-                        nsp.clone(),
-                        "type".into(),
-                        GAP_TYPE.into(),
-                        "data".into(),
-                        lost.to_string(),
-                    ],
-                )
-                .await;
+            let args = xadd(nsp, log.uid(), GAP_TYPE, &lost.to_string(), None);
+            let _: Result<(), Error> = pipe.custom(cmd("XADD", ClusterHash::FirstKey, false), args).await;
         }
-        let markers = owed.len();
+        batch.retain(|w| !matches!(w, Write::Nudge));
         for w in &batch {
             let _: Result<(), Error> = match w {
-                Write::Entry { nsp, kind, data, uid } => {
-                    pipe.custom(
-                        cmd("XADD", ClusterHash::FirstKey, false),
-                        vec![
-                            cfg.stream.clone(),
-                            "MAXLEN".into(),
-                            "~".into(),
-                            max_len.clone(),
-                            "*".into(),
-                            "uid".into(),
-                            uid.clone(),
-                            "nsp".into(),
-                            nsp.clone(),
-                            "type".into(),
-                            kind.to_string(),
-                            "data".into(),
-                            data.clone(),
-                        ],
-                    )
-                    .await
+                Write::Entry { nsp, kind, data, uid, seq } => {
+                    let args = xadd(nsp, uid, &kind.to_string(), data, Some(*seq));
+                    pipe.custom(cmd("XADD", ClusterHash::FirstKey, false), args).await
                 }
                 Write::Session { script, key, args } => {
                     let mut a = vec![(*script).to_owned(), "2".into(), key.clone(), format!("{{{key}}}:owner")];
                     a.extend(args.iter().cloned());
                     pipe.custom(cmd("EVAL", ClusterHash::Offset(2), false), a).await
                 }
+                Write::Nudge => Ok(()),
             };
         }
-        let results: Vec<Result<Value, Error>> = match pipe.try_all().await {
-            r if r.len() == markers + batch.len() => r,
-            r => {
-                // A short answer: treat the missing ones as failed.
-                let mut r = r;
-                while r.len() < markers + batch.len() {
-                    r.push(Err(Error::new(fred::error::ErrorKind::IO, "no answer")));
-                }
-                r
+        let want = owed.len() + batch.len();
+        if want == 0 {
+            continue;
+        }
+        let mut results: Vec<Result<Value, Error>> = pipe.try_all().await;
+        // A short answer: the missing ones failed.
+        while results.len() < want {
+            results.push(Err(Error::new(fred::error::ErrorKind::IO, "no answer")));
+        }
+        let (marks, rest) = results.split_at(owed.len());
+        for ((nsp, lost), r) in owed.iter().zip(marks) {
+            if r.is_err() {
+                *log.owed.lock().entry(nsp.clone()).or_default() += lost;
             }
-        };
-        let (marks, rest) = results.split_at(markers);
-        if marks.iter().all(Result::is_ok) {
-            owed.clear();
         }
         for (w, r) in batch.drain(..).zip(rest.iter()) {
-            if let (Write::Entry { nsp, kind, data, uid }, Err(e)) = (w, r) {
+            if let (Write::Entry { nsp, kind, data, uid, .. }, Err(e)) = (w, r) {
                 tracing::warn!(error = %e, nsp, "recovery log: an event could not be logged (delivered here only)");
-                *owed.entry(nsp.clone()).or_default() += 1;
-                let _ = incoming.send(Incoming::Logged { nsp, uid, kind: kind.to_string(), data, position: None }).await;
+                *log.owed.lock().entry(nsp.clone()).or_default() += 1;
+                let _ =
+                    incoming.send(Incoming::Logged { nsp, uid, kind: kind.to_string(), data, position: None }).await;
             }
+        }
+    }
+}
+
+/// Writes owed gap markers as soon as Redis answers again, without waiting for the next event.
+async fn marker_loop(log: std::sync::Weak<RedisLog>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(l) = log.upgrade() else { return };
+        if !l.owed.lock().is_empty() && l.client.is_connected() {
+            let _ = l.writes.try_send(Write::Nudge);
         }
     }
 }
@@ -579,7 +644,8 @@ async fn refresh_loop(log: std::sync::Weak<RedisLog>) {
         let ms = u64::try_from(l.live_ttl().as_millis()).unwrap_or(u64::MAX).to_string();
         for chunk in keys.chunks(512) {
             for key in chunk {
-                let w = Write::Session { script: REFRESH, key: key.clone(), args: vec![ms.clone(), l.uid().to_owned()] };
+                let w =
+                    Write::Session { script: REFRESH, key: key.clone(), args: vec![ms.clone(), l.uid().to_owned()] };
                 if l.queue(w).is_err() {
                     break;
                 }
@@ -600,7 +666,12 @@ impl RecoveryBackend for RedisLog {
         self.append_message(nsp, &msg).map_err(|e| AdapterError::Bus(e.to_string()))
     }
 
-    fn take<'a>(&'a self, _nsp: &'a str, pid: &'a str, offset: &'a str) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>> {
+    fn take<'a>(
+        &'a self,
+        _nsp: &'a str,
+        pid: &'a str,
+        offset: &'a str,
+    ) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>> {
         Box::pin(self.take_inner(pid, offset))
     }
 
@@ -644,8 +715,21 @@ impl SharedLog for RedisLog {
     }
 
     fn append_message(&self, nsp: &str, msg: &Message) -> Result<(), BusError> {
+        // Fails at once while Redis is away (the caller delivers here and reports it).
+        if !self.client.is_connected() {
+            *self.owed.lock().entry(nsp.to_owned()).or_default() += 1;
+            return Err(BusError::Broker("Redis is not connected".into()));
+        }
         let data = encode_stream_data(nsp, msg);
-        self.queue(Write::Entry { nsp: nsp.to_owned(), kind: msg.kind(), data, uid: self.uid().to_owned() })
+        // Numbered and queued under one lock, so that numbers follow the queue's order.
+        let mut seq = self.seq.lock();
+        let w = Write::Entry { nsp: nsp.to_owned(), kind: msg.kind(), data, uid: self.uid().to_owned(), seq: *seq + 1 };
+        let r = self.queue(w);
+        match r {
+            Ok(()) => *seq += 1,
+            Err(_) => *self.owed.lock().entry(nsp.to_owned()).or_default() += 1,
+        }
+        r
     }
 }
 

@@ -39,9 +39,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryCfg {
-    /// Off by default: every event then carries its offset as one more argument, which
-    /// python-socketio (no recovery support) passes on to its handlers.
+    /// On by default.
     pub enabled: bool,
+    /// python-socketio clients (no recovery support; they would pass the offset on to their
+    /// handlers as one more argument) get no offsets and no session.
+    pub skip_python_clients: bool,
     /// How long a lost connection's session is kept, in milliseconds.
     pub max_disconnection_ms: u64,
     /// Most events kept for replay (per namespace, per node).

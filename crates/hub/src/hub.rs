@@ -942,7 +942,8 @@ fn build_io(config: &Config, hub: Weak<Hub>, cluster: Option<&Cluster>) -> Socke
                 .with_max_disconnection_duration(Duration::from_millis(r.max_disconnection_ms))
                 .with_skip_middlewares(false)
                 .with_log_limits(r.max_events, r.max_bytes)
-                .with_max_sessions(r.max_sessions),
+                .with_max_sessions(r.max_sessions)
+                .with_skip_python_clients(r.skip_python_clients),
         );
     }
     let (h1, h2, h3, h4, h5, h6) = (hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub.clone(), hub);

@@ -278,7 +278,8 @@ async fn api_call_round_trip_emit_to_rooms_and_users_and_management() {
     // Emit to a room both are in (the token granted it): one Socket.IO and one /ws delivery.
     let (s, r) = hub.api("POST", "/api/emit", json!({"event": "news", "rooms": ["team:1"], "data": 1})).await;
     assert_eq!((s, r["delivered"].as_u64()), (200, Some(2)));
-    assert!(until(&mut a, "news").await.contains("42[\"news\",1]"));
+    // Recovery is on by default: the event's offset comes as its last argument.
+    assert!(until(&mut a, "news").await.contains("42[\"news\",1,\""));
     assert!(until(&mut b, "news").await.contains("\"room\":\"team:1\""));
     // Except the Socket.IO socket.
     let (_, r) =
@@ -1448,7 +1449,7 @@ async fn backend_hooks_run_the_seeds_chat_with_skip_sid() {
     // `my message` → `my reply` to the room, skipping the sender.
     a.send(Message::text(r#"422["my message",{"text":"hi all"}]"#)).await.unwrap();
     assert!(until(&mut a, "432").await.contains(r#""ok":true"#));
-    assert!(until(&mut bo, "my reply").await.contains(r#"42["my reply",{"text":"hi all"}]"#));
+    assert!(until(&mut bo, "my reply").await.contains(r#"42["my reply",{"text":"hi all"},""#));
     let ev: Value = serde_json::from_str(&until(&mut w, "my reply").await).unwrap();
     assert_eq!(ev["data"], json!({"text": "hi all"}), "{ev}");
     assert!(quiet(&mut a, 300).await, "the sender got its own message");
@@ -1552,7 +1553,8 @@ async fn socket_io_recovery_through_the_hub() {
     if !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"]) {
         return;
     }
-    let hub = Hub::start(&["--recovery", "true"], "").await;
+    // On by default: a newcomer's hub recovers socket.io-client reconnects.
+    let hub = Hub::start(&[], "").await;
     let args = [hub.url(), token("a", 600, &[]), token("b", 600, &[]), API_KEY.to_owned()];
     node_checks("node/hub_recovery.mjs", &args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(60))
         .await;

@@ -250,11 +250,20 @@ impl IoHandler {
         let auth = p.data.unwrap_or_else(|| Value::Object(serde_json::Map::new()));
         // Connection state recovery: a client that had a session sends its `pid` and the
         // offset of the last event it got (both strings, or it is not a request).
-        let ask = match (ns.recovery_store(), auth.get("pid"), auth.get("offset")) {
-            (Some(_), Some(Value::String(pid)), Some(Value::String(offset))) => Some((pid.clone(), offset.clone())),
+        // Clients that left themselves out, or cannot take offsets (RecoveryConfig::
+        // skip_python_clients), get none.
+        let capable = ns.recovery_store().is_some_and(|s| {
+            auth.get("recovery") != Some(&Value::Bool(false))
+                && !(s.config.skip_python_clients && crate::recovery::is_python_engineio(&session.data().info.query))
+        });
+        let ask = match (capable, auth.get("pid"), auth.get("offset")) {
+            (true, Some(Value::String(pid)), Some(Value::String(offset))) => Some((pid.clone(), offset.clone())),
             _ => None,
         };
         let mut socket = Socket::new(ns.clone(), session, auth);
+        if ns.recovery_store().is_some() && !capable {
+            socket.0.plain.store(true, Ordering::Relaxed);
+        }
         let waiting = conn.waiting.clone();
         let outer = session.clone();
         let session = session.clone();
@@ -318,7 +327,7 @@ impl IoHandler {
                 // Until the replay is out, live logged events are held (those it holds are
                 // dropped, the others sent after it).
                 socket.begin_replay();
-            } else if ns.recovery_store().is_some() {
+            } else if capable {
                 *socket.0.pid.lock() = Some(crate::recovery::new_pid());
             }
             if session.is_closed() {

@@ -74,7 +74,8 @@ pub use operators::{BroadcastOperator, RemoteSocket};
 pub use packet::{is_reserved_event, DecodeError, Decoder, Limits, Packet, PacketType};
 pub use payload::{from_payload, to_payload};
 pub use recovery::{
-    Gap, GapReason, LoggedEvent, Position, Recovery, RecoveryBackend, RecoveryConfig, RecoveryFuture, SessionState, GAP_EVENT,
+    Gap, GapReason, LoggedEvent, Position, Recovery, RecoveryBackend, RecoveryConfig, RecoveryFuture, SessionState,
+    GAP_EVENT,
 };
 pub use socket::{
     AckError, AckResponse, AckSender, AckWait, DisconnectReason, EmitError, Encoded, Event, Outgoing, SinkCache,

@@ -93,7 +93,12 @@ pub trait RecoveryBackend: Send + Sync + 'static {
     fn append(&self, nsp: &str, packet: BroadcastPacket, opts: &BroadcastOptions) -> Result<(), AdapterError>;
     /// Takes session `pid` (once) if it exists, has not expired and the log still holds the
     /// event at `offset`; returns it with the offset's position.
-    fn take<'a>(&'a self, nsp: &'a str, pid: &'a str, offset: &'a str) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>>;
+    fn take<'a>(
+        &'a self,
+        nsp: &'a str,
+        pid: &'a str,
+        offset: &'a str,
+    ) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>>;
     /// Every event of namespace `nsp`'s log after `from`, in order (at most
     /// [`max_packets`](RecoveryConfig::max_packets) of them; more is a gap).
     fn read_after<'a>(&'a self, nsp: &'a str, from: &'a Position) -> RecoveryFuture<'a, Result<Vec<LoggedEvent>, Gap>>;
@@ -133,6 +138,14 @@ pub struct RecoveryConfig {
     pub max_bytes: usize,
     /// Most sessions kept; past it the oldest is dropped. Default 100,000.
     pub max_sessions: usize,
+    /// Leave out clients that cannot recover and would be hurt by offsets: python-socketio
+    /// (5.x has no recovery and passes the offset to handlers as one more argument, so a
+    /// handler `def on_x(data)` fails). They are recognised by python-engineio's handshake
+    /// (its query starts `transport=`, where the JavaScript client's starts `EIO=`); such a
+    /// client gets no `pid`, no session is kept for it, and logged events reach it without
+    /// their offset. Any client can leave itself out with `{"recovery": false}` in its CONNECT
+    /// auth. Default `false` (every client gets offsets, as with Node's server).
+    pub skip_python_clients: bool,
 }
 
 impl Default for RecoveryConfig {
@@ -143,6 +156,7 @@ impl Default for RecoveryConfig {
             max_packets: 10_000,
             max_bytes: 16 << 20,
             max_sessions: 100_000,
+            skip_python_clients: false,
         }
     }
 }
@@ -157,6 +171,12 @@ impl RecoveryConfig {
     /// Sets [`skip_middlewares`](Self::skip_middlewares).
     pub fn with_skip_middlewares(mut self, skip: bool) -> Self {
         self.skip_middlewares = skip;
+        self
+    }
+
+    /// Sets [`skip_python_clients`](Self::skip_python_clients).
+    pub fn with_skip_python_clients(mut self, skip: bool) -> Self {
+        self.skip_python_clients = skip;
         self
     }
 
@@ -375,7 +395,13 @@ impl SessionStore {
 
     /// The events after `pos` meant for socket `sid` in `rooms`, from the shared backend or
     /// from this store.
-    pub(crate) async fn collect_missed(&self, nsp: &str, pos: &Position, sid: Sid, rooms: &[Room]) -> Result<Missed, Gap> {
+    pub(crate) async fn collect_missed(
+        &self,
+        nsp: &str,
+        pos: &Position,
+        sid: Sid,
+        rooms: &[Room],
+    ) -> Result<Missed, Gap> {
         let Some(b) = &self.backend else { return self.collect(pos.key, sid, rooms) };
         let events = b.read_after(nsp, pos).await?;
         let seen = events.last().map_or(pos.key, |e| e.key);
@@ -468,6 +494,12 @@ impl SessionStore {
             g.log.iter().filter(|e| e.seq > seq && selects(&e.opts, sid, rooms)).map(|e| e.encoded.clone()).collect();
         Ok(Missed { events, seen: g.seq })
     }
+}
+
+/// Whether an Engine.IO handshake query is python-engineio's (`transport=…&EIO=4…`; the
+/// JavaScript client writes `EIO=4&transport=…`).
+pub(crate) fn is_python_engineio(query: &str) -> bool {
+    query.starts_with("transport=")
 }
 
 /// Encodes an event of a shared log: `offset` appended as its last argument, `key` its place.

@@ -138,6 +138,9 @@ pub struct Encoded {
     /// Its place in the namespace's recovery log (connection state recovery): the packet
     /// carries the offset as its last argument.
     pub(crate) seq: Option<u64>,
+    /// The frames without the offset, for sockets whose clients do not take offsets (made
+    /// when the first such socket needs them).
+    pub(crate) plain: std::sync::OnceLock<Vec<Frame>>,
 }
 
 impl Encoded {
@@ -149,6 +152,7 @@ impl Encoded {
             source: self.source.clone(),
             cache: SinkCache::default(),
             seq: self.seq,
+            plain: self.plain.clone(),
         }
     }
 
@@ -157,7 +161,27 @@ impl Encoded {
         let mut frames = Vec::with_capacity(1 + packet.attachments.len());
         frames.push(Frame::message(&packet.encode()));
         frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
-        Encoded { frames, ack_id: packet.id, source: None, cache: SinkCache::default(), seq: None }
+        Encoded {
+            frames,
+            ack_id: packet.id,
+            source: None,
+            cache: SinkCache::default(),
+            seq: None,
+            plain: Default::default(),
+        }
+    }
+
+    /// Its frames for a client of namespace `nsp` that does not take offsets: a logged event
+    /// without its last argument (encoded once, when first needed).
+    pub(crate) fn plain_frames(&self, nsp: &str) -> &[Frame] {
+        let (Some(_), Some(src)) = (self.seq, &self.source) else { return &self.frames };
+        self.plain.get_or_init(|| {
+            let mut p = (**src).clone();
+            if let Value::Array(a) = &mut p.data {
+                a.pop();
+            }
+            p.into_encoded(nsp, self.ack_id).frames
+        })
     }
 
     /// The bytes of its frames (as polling sends them).
@@ -179,7 +203,14 @@ impl Encoded {
         let mut frames = Vec::with_capacity(1 + source.binary.len());
         frames.push(Frame::message(text).prepare());
         frames.extend(source.binary.iter().cloned().map(|b| Frame::Binary(b).prepare()));
-        Encoded { frames, ack_id, source: Some(source), cache: SinkCache::default(), seq: None }
+        Encoded {
+            frames,
+            ack_id,
+            source: Some(source),
+            cache: SinkCache::default(),
+            seq: None,
+            plain: Default::default(),
+        }
     }
 }
 
@@ -315,6 +346,9 @@ pub(crate) struct SocketInner {
     /// While the recovery replay is being read (`replayed_until` is `u64::MAX`): the logged
     /// events that arrived live meanwhile, sent after the replay, those it did not hold.
     pub(crate) replay_buffer: Mutex<Option<Vec<Encoded>>>,
+    /// Its client does not take offsets (connection state recovery is off for it): logged
+    /// events go to it without their offset.
+    pub(crate) plain: std::sync::atomic::AtomicBool,
     /// Set once its disconnect finished (rooms left, handler run, session kept or forgotten).
     pub(crate) gone: std::sync::atomic::AtomicBool,
 }
@@ -375,6 +409,7 @@ impl Socket {
             replayed_until: std::sync::atomic::AtomicU64::new(0),
             replay_buffer: Mutex::new(None),
             gone: std::sync::atomic::AtomicBool::new(false),
+            plain: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -562,7 +597,8 @@ impl Socket {
                 });
             }
         };
-        match session.send_frames(&e.frames) {
+        let frames = if self.0.plain.load(Ordering::Relaxed) { e.plain_frames(self.0.ns.name()) } else { &e.frames };
+        match session.send_frames(frames) {
             Ok(()) => Ok(true),
             Err(SendError::Full) if volatile => Ok(false),
             Err(SendError::Full) => {
@@ -663,7 +699,8 @@ impl Socket {
         if crate::packet::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
-        if let Some(store) = self.0.ns.recovery_store() {
+        let store = self.0.ns.recovery_store().filter(|_| !self.0.plain.load(Ordering::Relaxed));
+        if let Some(store) = store {
             // Logged like a broadcast to this socket, so that it can be replayed.
             let packet = crate::adapter::BroadcastPacket::event(event, args, binary)?;
             if let Some(backend) = &store.backend {
@@ -808,12 +845,10 @@ impl Socket {
             }
             match (ns.recovery_store(), kept) {
                 (Some(store), Some((pid, rooms))) => match &store.backend {
-                    Some(b) => b.persist(ns.name(), crate::recovery::SessionState {
-                        sid: socket.id(),
-                        pid,
-                        rooms,
-                        data: socket.data(),
-                    }),
+                    Some(b) => b.persist(
+                        ns.name(),
+                        crate::recovery::SessionState { sid: socket.id(), pid, rooms, data: socket.data() },
+                    ),
                     None => store.persist(pid, socket.id(), rooms, socket.data()),
                 },
                 (Some(store), None) => {
