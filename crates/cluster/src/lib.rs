@@ -35,6 +35,7 @@
 //! transport's receive queue and each request's answer queue are bounded, and what overflows is
 //! counted ([`BusStats`]), never buffered without bound.
 
+pub mod jetstream;
 mod msgpack;
 pub mod nats;
 mod node;

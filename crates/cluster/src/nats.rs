@@ -116,6 +116,9 @@ pub struct NatsConfig {
     pub subscription_capacity: usize,
     /// Largest reconnection delay (the backoff starts at 100 ms). Default 5 s.
     pub max_reconnect_delay: Duration,
+    /// The shared event log and sessions in JetStream, for connection state recovery across
+    /// nodes ([`crate::jetstream`]; its subject prefix is set to this one's). Default: none.
+    pub jetstream: Option<crate::jetstream::JetStreamConfig>,
 }
 
 impl NatsConfig {
@@ -130,7 +133,14 @@ impl NatsConfig {
             receive_buffer: 16_384,
             subscription_capacity: 8_192,
             max_reconnect_delay: Duration::from_secs(5),
+            jetstream: None,
         }
+    }
+
+    /// Sets [`jetstream`](Self::jetstream): recovery across nodes.
+    pub fn with_jetstream(mut self, j: crate::jetstream::JetStreamConfig) -> Self {
+        self.jetstream = Some(j);
+        self
     }
 
     /// Sets [`subject_prefix`](Self::subject_prefix).
@@ -250,6 +260,7 @@ pub struct NatsTransport {
     /// Last sequence number per `all` subject this process published on; the lock is held
     /// from numbering to handing the message to the client, so numbers go out in order.
     next_seq: tokio::sync::Mutex<HashMap<String, u64>>,
+    log: Option<Arc<crate::jetstream::NatsLog>>,
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -342,7 +353,19 @@ impl NatsTransport {
             .await
             .map_err(|_| BusError::Connect("timed out connecting to NATS".into()))?
             .map_err(|e| BusError::Connect(e.to_string()))?;
+        let log = match &config.jetstream {
+            Some(j) => Some(
+                crate::jetstream::NatsLog::start(
+                    client.clone(),
+                    j.clone().with_subject_prefix(config.subject_prefix.clone()),
+                    incoming.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         Ok(NatsTransport {
+            log,
             config,
             client,
             incoming,
@@ -463,6 +486,10 @@ impl Transport for NatsTransport {
 
     fn server_count<'a>(&'a self, _nsp: &'a str) -> BusFuture<'a, usize> {
         Box::pin(async move { Err(BusError::Broker("NATS does not count subscribers".into())) })
+    }
+
+    fn shared_log(&self) -> Option<Arc<dyn crate::transport::SharedLog>> {
+        self.log.clone().map(|l| l as Arc<dyn crate::transport::SharedLog>)
     }
 
     fn counts_subscribers(&self) -> bool {

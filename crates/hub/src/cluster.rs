@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_cluster::{nats, redis, streams, Cluster, ClusterConfig};
+use switchboard_cluster::{jetstream, nats, redis, streams, Cluster, ClusterConfig};
 
 use crate::config::Config;
 
@@ -32,7 +32,17 @@ pub async fn connect(cfg: &Config, local: SocketAddr) -> Result<Option<Cluster>,
         .with_max_message_bytes(c.max_message_bytes)
         .with_socket_channels(c.socket_channels);
     let (joined, field, url) = if c.adapter == "nats" {
-        (nats::connect(nats_config(c).await?, config).await, "cluster.nats_url", redact_urls(&c.nats_url))
+        let mut n = nats_config(c).await?;
+        let rec = &cfg.recovery;
+        if rec.enabled {
+            // Recovery across nodes: the events and sessions in JetStream.
+            n = n.with_jetstream(
+                jetstream::JetStreamConfig::default()
+                    .with_stream(rec.nats_stream.clone(), rec.nats_stream_max_len)
+                    .with_recovery(Duration::from_millis(rec.max_disconnection_ms), rec.max_events),
+            );
+        }
+        (nats::connect(n, config).await, "cluster.nats_url", redact_urls(&c.nats_url))
     } else {
         let mut r = redis::RedisConfig::new(c.redis_url.clone())
             .with_channel_prefix(c.channel_prefix.clone())

@@ -59,6 +59,11 @@ pub struct RecoveryCfg {
     pub redis_stream_max_len: usize,
     /// The prefix of the session keys in Redis (Node's `sessionKeyPrefix`).
     pub redis_session_prefix: String,
+    /// With `cluster.adapter = "nats"`: the JetStream stream that logs the events (the
+    /// sessions go to `<name>_SESSIONS`).
+    pub nats_stream: String,
+    /// Most events the JetStream stream keeps.
+    pub nats_stream_max_len: usize,
 }
 
 /// `[cluster]`: several hub processes, on one machine or many, as one logical hub.
@@ -591,6 +596,7 @@ impl Config {
             ("recovery.max_bytes", r.max_bytes as u64),
             ("recovery.max_sessions", r.max_sessions as u64),
             ("recovery.redis_stream_max_len", r.redis_stream_max_len as u64),
+            ("recovery.nats_stream_max_len", r.nats_stream_max_len as u64),
         ] {
             if r.enabled && v == 0 {
                 return bad(field, "must be greater than 0 (or set recovery.enabled = false)");

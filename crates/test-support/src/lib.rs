@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod nats;
-pub use nats::{start_nats, start_nats_cluster, wait_routes, NatsCluster, Proxy};
+pub use nats::{start_nats, start_nats_cluster, start_nats_jetstream, wait_routes, NatsCluster, Proxy};
 
 /// The `interop/` folder: the real peers' manifests and scripts.
 pub fn interop_dir() -> PathBuf {

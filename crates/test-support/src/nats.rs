@@ -22,6 +22,19 @@ pub fn start_nats() -> Option<ServerProcess> {
     Some(ServerProcess::start("nats-server", &nats_args(port, &format!("sb-test-{port}")), port))
 }
 
+/// Starts a throwaway `nats-server` with JetStream on a free port, its store in `store` (a
+/// restart keeps the data; removing the folder first loses it), or `None` when it is not
+/// installed.
+pub fn start_nats_jetstream(store: &std::path::Path) -> Option<ServerProcess> {
+    if !program_available("NATS", "nats-server") {
+        return None;
+    }
+    let port = free_port_pair();
+    let mut args = nats_args(port, &format!("sb-test-{port}"));
+    args.extend(["-js".to_owned(), "-sd".to_owned(), store.display().to_string()]);
+    Some(ServerProcess::start("nats-server", &args, port))
+}
+
 /// A TCP proxy on loopback that a test can cut (every connection through it closed, new ones
 /// refused) and open again. Its threads end with the test process.
 #[derive(Debug, Clone)]

@@ -696,14 +696,14 @@ async fn node_of(hub: &Hub, user: &str) -> Option<String> {
     c["node"].as_str().map(str::to_owned)
 }
 
-// Connection state recovery across nodes on Redis (issue "Recovery"; security: C6, A3): two
-// hubs behind round-robin nginx with [recovery] on; socket.io-client loses its connection on
-// one node and comes back through nginx on the other, then its node is kill -9ed mid-stream:
-// both times it gets its id and every push once and in order, and another user cannot take its
-// session.
-#[tokio::test]
-async fn socket_io_clients_recover_across_redis_nodes_and_after_kill_9() {
-    let bus = Bus::Redis;
+// Connection state recovery across nodes (issue "Recovery"; security: C6, A3), on Redis
+// (Streams) and on NATS (JetStream): two hubs behind round-robin nginx with recovery on (the
+// default); socket.io-client loses its connection on one node and comes back through nginx on
+// the other, then its node is kill -9ed mid-stream: both times it gets its id and every push
+// once and in order, and another user cannot take its session.
+per_bus!(recovery_across_nodes: socket_io_clients_recover_across_redis_nodes_and_after_kill_9, socket_io_clients_recover_across_nats_nodes_and_after_kill_9);
+
+async fn recovery_across_nodes(bus: Bus) {
     if !bus.available()
         || !peer_available("nginx", "nginx", &["-v"])
         || !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"])
@@ -712,9 +712,11 @@ async fn socket_io_clients_recover_across_redis_nodes_and_after_kill_9() {
     }
     let prefix = bus.fresh_prefix("rec");
     let bus_args = bus.args(None, &prefix);
+    let stream = format!("SBE2E_{}", rand::random::<u64>());
     let cfg = format!(
         "[cluster]\nheartbeat_interval_ms = 500\nheartbeat_timeout_ms = 2000\nrequest_timeout_ms = 3000\n\
-         [recovery]\nenabled = true\nredis_stream = \"{prefix}-stream\"\nredis_session_prefix = \"{prefix}:session:\"\n"
+         [recovery]\nredis_stream = \"{prefix}-stream\"\nredis_session_prefix = \"{prefix}:session:\"\n\
+         nats_stream = \"{stream}\"\n"
     );
     let mut hubs = Vec::new();
     for name in ["n0", "n1"] {
