@@ -189,6 +189,17 @@ async fn api(client: &async_nats::Client, subject: String, body: Value, timeout:
     Ok(v)
 }
 
+/// The time (nanoseconds since the Unix epoch) in a push-consumer message's reply subject.
+fn ack_time(reply: &str) -> u64 {
+    let t: Vec<&str> = reply.split('.').collect();
+    let ts = match t.len() {
+        9 => t[7],
+        n if n >= 11 => t[9],
+        _ => "0",
+    };
+    ts.parse().unwrap_or(0)
+}
+
 /// The stream sequence, consumer sequence and pending count of a push-consumer message, from
 /// its reply subject (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or
 /// the longer form with domain and account).
@@ -394,6 +405,32 @@ impl NatsLog {
         Ok((state, Position { offset: offset.to_owned(), key: seq }))
     }
 
+    async fn locate_inner(&self, offset: Option<&str>) -> Result<Position, Gap> {
+        let epoch = self.epoch.lock().clone();
+        let info =
+            api(&self.client, format!("$JS.API.STREAM.INFO.{}", self.config.stream), json!({}), self.config.timeout)
+                .await
+                .map_err(|_| Gap::new(GapReason::LogFailed))?;
+        let first = info["state"]["first_seq"].as_u64().unwrap_or(0);
+        let top = info["state"]["last_seq"].as_u64().unwrap_or(0);
+        let Some(offset) = offset else {
+            let start = first.saturating_sub(1);
+            return Ok(Position { offset: format!("{epoch}-{start}"), key: start });
+        };
+        let Some((e, seq)) = offset.rsplit_once('-') else { return Err(Gap::new(GapReason::BadOffset)) };
+        let Ok(seq) = seq.parse::<u64>() else { return Err(Gap::new(GapReason::BadOffset)) };
+        if e != epoch {
+            return Err(Gap::new(GapReason::EpochChanged));
+        }
+        if seq > top {
+            return Err(Gap::new(GapReason::BadOffset));
+        }
+        if first > seq + 1 {
+            return Err(Gap { reason: GapReason::Trimmed, lost: Some(first - seq - 1) });
+        }
+        Ok(Position { offset: offset.to_owned(), key: seq })
+    }
+
     async fn read_inner(&self, nsp: &str, from: &Position) -> Result<Vec<LoggedEvent>, Gap> {
         let inbox = self.client.new_inbox();
         let mut sub = self.client.subscribe(inbox.clone()).await.map_err(|_| Gap::new(GapReason::LogFailed))?;
@@ -448,7 +485,8 @@ impl NatsLog {
                 if sel.opts.volatile {
                     continue;
                 }
-                out.push(LoggedEvent { packet, opts: sel.opts, offset: format!("{epoch}-{sseq}"), key: sseq });
+                let at_ms = m.reply.as_deref().map_or(0, ack_time) / 1_000_000;
+                out.push(LoggedEvent { packet, opts: sel.opts, offset: format!("{epoch}-{sseq}"), key: sseq, at_ms });
                 if out.len() > self.config.max_replay {
                     result = Err(Gap::new(GapReason::TooFarBehind));
                     break;
@@ -729,6 +767,10 @@ impl RecoveryBackend for NatsLog {
         offset: &'a str,
     ) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>> {
         Box::pin(self.take_inner(pid, offset))
+    }
+
+    fn locate<'a>(&'a self, _nsp: &'a str, offset: Option<&'a str>) -> RecoveryFuture<'a, Result<Position, Gap>> {
+        Box::pin(self.locate_inner(offset))
     }
 
     fn read_after<'a>(&'a self, nsp: &'a str, from: &'a Position) -> RecoveryFuture<'a, Result<Vec<LoggedEvent>, Gap>> {

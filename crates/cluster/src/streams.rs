@@ -311,6 +311,13 @@ impl RedisLog {
             .await
             .map_err(broker)?;
         let start = entries(last).into_iter().next().map_or_else(|| "0-0".to_owned(), |e| e.id);
+        // This generation of the log begins now unless it began before.
+        let gen_key = format!("{}:generation", config.stream);
+        let now = switchboard_socketio::recovery::unix_ms().to_string();
+        let _: Value = client
+            .custom(cmd("SET", ClusterHash::FirstKey, false), vec![gen_key, now, "NX".into()])
+            .await
+            .map_err(broker)?;
         let (tx, rx) = mpsc::channel(config.append_queue.max(16));
         let log = Arc::new(RedisLog {
             config,
@@ -404,14 +411,45 @@ impl RedisLog {
         // The offset must still be in the log (it may have been trimmed).
         let at = self.range(offset, offset, 1).await.map_err(|_| Gap::new(GapReason::UnknownSession))?;
         if at.is_empty() {
-            let first = self.range("-", "+", 1).await.map_err(|_| Gap::new(GapReason::UnknownSession))?;
-            let first = first.first().and_then(|e| entry_key(&e.id));
-            return Err(match first {
-                Some(f) if f > key => Gap::new(GapReason::Trimmed),
-                _ => Gap::new(GapReason::BadOffset),
-            });
+            return Err(self.missing(key).await.map_err(|_| Gap::new(GapReason::LogFailed))?);
         }
         Ok((state, Position { offset: offset.to_owned(), key }))
+    }
+
+    /// When this generation of the log began (ms since the Unix epoch): the key
+    /// `{stream}:generation`, made when missing (a Redis that lost its data loses it too).
+    async fn generation_ms(&self) -> Result<u64, Error> {
+        let key = format!("{}:generation", self.config.stream);
+        let now = switchboard_socketio::recovery::unix_ms();
+        let _: Value = self
+            .client
+            .custom(cmd("SET", ClusterHash::FirstKey, false), vec![key.clone(), now.to_string(), "NX".into()])
+            .await?;
+        let v: Option<String> = self.client.custom(cmd("GET", ClusterHash::FirstKey, false), vec![key]).await?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(now))
+    }
+
+    /// Why `key` (not in the log) cannot be resumed from: older than this generation of the
+    /// log (its epoch changed), trimmed, or not one of its offsets.
+    async fn missing(&self, key: u64) -> Result<Gap, Error> {
+        if self.generation_ms().await? > key >> 20 {
+            return Ok(Gap::new(GapReason::EpochChanged));
+        }
+        let first = self.range("-", "+", 1).await?;
+        Ok(match first.first().and_then(|e| entry_key(&e.id)) {
+            Some(f) if f > key => Gap::new(GapReason::Trimmed),
+            _ => Gap::new(GapReason::BadOffset),
+        })
+    }
+
+    async fn locate_inner(&self, offset: Option<&str>) -> Result<Position, Gap> {
+        let Some(offset) = offset else { return Ok(Position { offset: "0-0".into(), key: 0 }) };
+        let Some(key) = entry_key(offset) else { return Err(Gap::new(GapReason::BadOffset)) };
+        let failed = |_| Gap::new(GapReason::LogFailed);
+        if !self.range(offset, offset, 1).await.map_err(failed)?.is_empty() {
+            return Ok(Position { offset: offset.to_owned(), key });
+        }
+        Err(self.missing(key).await.map_err(failed)?)
     }
 
     async fn read_inner(&self, nsp: &str, from: &Position) -> Result<Vec<LoggedEvent>, Gap> {
@@ -448,7 +486,7 @@ impl RedisLog {
                     if sel.opts.volatile {
                         continue;
                     }
-                    out.push(LoggedEvent { packet, opts: sel.opts, offset: e.id, key });
+                    out.push(LoggedEvent { packet, opts: sel.opts, offset: e.id, key, at_ms: key >> 20 });
                     if out.len() > self.config.max_replay {
                         return Err(Gap::new(GapReason::TooFarBehind));
                     }
@@ -673,6 +711,10 @@ impl RecoveryBackend for RedisLog {
         offset: &'a str,
     ) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>> {
         Box::pin(self.take_inner(pid, offset))
+    }
+
+    fn locate<'a>(&'a self, _nsp: &'a str, offset: Option<&'a str>) -> RecoveryFuture<'a, Result<Position, Gap>> {
+        Box::pin(self.locate_inner(offset))
     }
 
     fn read_after<'a>(&'a self, nsp: &'a str, from: &'a Position) -> RecoveryFuture<'a, Result<Vec<LoggedEvent>, Gap>> {

@@ -64,6 +64,34 @@ pub struct RecoveryCfg {
     pub nats_stream: String,
     /// Most events the JetStream stream keeps.
     pub nats_stream_max_len: usize,
+    /// Per-room history rules for `/ws` `subscribe` with `since` and `GET /api/history`: the
+    /// first rule whose pattern matches the room applies; a room no rule matches keeps what the
+    /// log keeps.
+    #[serde(default)]
+    pub history: Vec<HistoryRule>,
+}
+
+/// `[[recovery.history]]`: how much of a room's history is served.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRule {
+    /// The rooms: a name, or a prefix ending with `*`.
+    pub rooms: String,
+    /// Most events served (the newest); a client further behind gets `recovered: false`.
+    pub max_events: usize,
+    /// How old an event may be and still be served, in milliseconds (0: no limit).
+    #[serde(default)]
+    pub max_age_ms: u64,
+}
+
+impl HistoryRule {
+    /// Whether the rule covers `room`.
+    pub fn matches(&self, room: &str) -> bool {
+        match self.rooms.strip_suffix('*') {
+            Some(prefix) => room.starts_with(prefix),
+            None => room == self.rooms,
+        }
+    }
 }
 
 /// `[cluster]`: several hub processes, on one machine or many, as one logical hub.
@@ -600,6 +628,14 @@ impl Config {
         ] {
             if r.enabled && v == 0 {
                 return bad(field, "must be greater than 0 (or set recovery.enabled = false)");
+            }
+        }
+        for h in &r.history {
+            if h.rooms.is_empty() || h.rooms[..h.rooms.len() - 1].contains('*') {
+                return bad("recovery.history.rooms", "not empty, `*` only at the end");
+            }
+            if h.max_events == 0 {
+                return bad("recovery.history.max_events", "must be greater than 0");
             }
         }
         if c.heartbeat_timeout_ms <= c.heartbeat_interval_ms {

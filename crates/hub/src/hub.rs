@@ -13,8 +13,8 @@ use switchboard_cluster::Cluster;
 use switchboard_socketio::engineio::{EngineConfig, ErrorCode, Sid};
 use switchboard_socketio::packet::PacketType;
 use switchboard_socketio::{
-    AckResponse, AdapterError, BroadcastOperator, ConnInfo, ConnectError, EmitError, Handlers, Outgoing,
-    RecoveryConfig, Socket, SocketIo, SocketIoConfig, SocketSink,
+    AckResponse, AdapterError, BroadcastOperator, ConnInfo, ConnectError, EmitError, Gap, GapReason, Handlers,
+    LoggedEvent, Outgoing, RecoveryConfig, Socket, SocketIo, SocketIoConfig, SocketSink,
 };
 use switchboard_ws::proto::handshake::server::OriginPolicy;
 use tokio::sync::{mpsc, RwLock};
@@ -84,9 +84,12 @@ impl SocketSink for WsSink {
             (PacketType::Event | PacketType::BinaryEvent, None) => {
                 let make = || -> WsOut {
                     let (event, data) = ws_data(out.data, out.binary);
-                    json!({"type": "event", "room": out.via.map(|r| &**r), "event": event, "data": data})
-                        .to_string()
-                        .into()
+                    let mut v = json!({"type": "event", "room": out.via.map(|r| &**r), "event": event, "data": data});
+                    // Its position in the log: `subscribe` with `since` resumes after it.
+                    if let Some(o) = out.offset {
+                        v["offset"] = json!(o);
+                    }
+                    v.to_string().into()
                 };
                 match out.cache {
                     Some(c) => c.get_or_insert(out.via, make),
@@ -164,6 +167,38 @@ pub struct Hub {
 /// Why a client's request was refused (sent back, the connection stays: security A5).
 pub fn refusal(msg: &str) -> Value {
     json!({"ok": false, "error": msg})
+}
+
+/// A subscribe's `since`: absent (no replay), an offset string, `{"offset": …}`, or `null`
+/// (everything the room keeps).
+fn since_of(v: &Value) -> Result<Option<Option<String>>, String> {
+    match v.get("since") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(Some(s.clone()))),
+        Some(Value::Object(o)) => match o.get("offset") {
+            Some(Value::String(s)) if s.len() <= 256 => Ok(Some(Some(s.clone()))),
+            _ => Err("`since.offset` must be a string (an event's `offset`)".into()),
+        },
+        Some(_) => Err("`since` must be an event's `offset` (a string, or {\"offset\": …}) or null".into()),
+    }
+}
+
+/// Room history served under `rules` (the first that matches `room`): a gap when the client
+/// is further behind than the rule keeps.
+pub fn history_check(rules: &[crate::config::HistoryRule], room: &str, events: &[LoggedEvent]) -> Result<(), Gap> {
+    let Some(rule) = rules.iter().find(|r| r.matches(room)) else { return Ok(()) };
+    if events.len() > rule.max_events {
+        return Err(Gap { reason: GapReason::Trimmed, lost: Some((events.len() - rule.max_events) as u64) });
+    }
+    if rule.max_age_ms > 0 {
+        let oldest = switchboard_socketio::recovery::unix_ms().saturating_sub(rule.max_age_ms);
+        let old = events.iter().filter(|e| e.at_ms != 0 && e.at_ms < oldest).count();
+        if old > 0 {
+            return Err(Gap { reason: GapReason::Trimmed, lost: Some(old as u64) });
+        }
+    }
+    Ok(())
 }
 
 fn room_of(v: &Value) -> String {
@@ -511,6 +546,75 @@ impl Hub {
         Ok(())
     }
 
+    /// `subscribe` with `since`: joins (with the checks of [`join`](Self::join)) and replays
+    /// the room's events after `since`, merged with the live ones; the reply says whether the
+    /// client recovered. Only for a client of this node (the one asking).
+    pub async fn subscribe_since(
+        &self,
+        who: &str,
+        room: &str,
+        check: Option<&Identity>,
+        since: Option<String>,
+    ) -> Value {
+        if let Err(e) = self.policy.check_name(room) {
+            return refusal(&e);
+        }
+        if let Some(id) = check {
+            if !self.policy.allows(id, room, RoomAction::Join) {
+                return refusal(&format!("permission denied: the room rules do not let you join {room:?}"));
+            }
+        }
+        let Some(socket) = Sid::parse(who).and_then(|sid| self.io.get_socket(sid)) else {
+            return refusal(&HubError::NoSuchClient.to_string());
+        };
+        let _g = self.room_lock.write().await;
+        let rooms = self.io.rooms(socket.id(), "/").await.unwrap_or_default();
+        if rooms.len() > self.policy.max_rooms && !rooms.iter().any(|r| &**r == room) {
+            return refusal(&self.room_limit());
+        }
+        let rules = &self.config.recovery.history;
+        match socket.join_since(room, since.as_deref(), |events| history_check(rules, room, events)).await {
+            Ok(Ok(n)) => json!({"ok": true, "room": room, "recovered": true, "replayed": n}),
+            Ok(Err(g)) => {
+                json!({"ok": true, "room": room, "recovered": false, "reason": g.reason.as_str(), "lost": g.lost})
+            }
+            Err(e) => refusal(&e.to_string()),
+        }
+    }
+
+    /// A room's history after `since` (`None`: all it keeps), the newest `limit` events at
+    /// most, under the history rules.
+    pub async fn history(&self, room: &str, since: Option<&str>, limit: usize) -> Result<Vec<Value>, Gap> {
+        let Some(ns) = self.io.of("/") else { return Err(Gap::new(GapReason::NoHistory)) };
+        let mut events = ns.history(room, since).await?;
+        let rules = &self.config.recovery.history;
+        if since.is_some() {
+            history_check(rules, room, &events)?;
+        } else if let Some(rule) = rules.iter().find(|r| r.matches(room)) {
+            // From the start: what the rule keeps.
+            let skip = events.len().saturating_sub(rule.max_events);
+            events.drain(..skip);
+            if rule.max_age_ms > 0 {
+                let oldest = switchboard_socketio::recovery::unix_ms().saturating_sub(rule.max_age_ms);
+                events.retain(|e| e.at_ms == 0 || e.at_ms >= oldest);
+            }
+        }
+        if since.is_some() && events.len() > limit {
+            // Not all of it fits: the caller asks again from the last one it got.
+            events.truncate(limit);
+        } else {
+            let skip = events.len().saturating_sub(limit);
+            events.drain(..skip);
+        }
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let (event, data) = ws_data(Some(&e.packet.data), &e.packet.binary);
+                json!({"event": event, "data": data, "offset": e.offset, "at_ms": e.at_ms})
+            })
+            .collect())
+    }
+
     fn room_limit(&self) -> String {
         format!("room limit exceeded: at most {} rooms per client (rooms.max_rooms_per_client)", self.policy.max_rooms)
     }
@@ -744,12 +848,14 @@ impl Hub {
                 }
                 let body = json!({"hook": "subscribe", "room": room, "client": self.client_json(who, ident).await});
                 match self.hooks.subscribe(body).await {
-                    Ok(Some(a)) if a.get("allow").and_then(Value::as_bool).unwrap_or(false) => {
-                        match self.join(who, &room, None).await {
+                    Ok(Some(a)) if a.get("allow").and_then(Value::as_bool).unwrap_or(false) => match since_of(v) {
+                        Ok(Some(since)) => self.subscribe_since(who, &room, None, since).await,
+                        Ok(None) => match self.join(who, &room, None).await {
                             Ok(()) => json!({"ok": true, "room": room}),
                             Err(e) => refusal(&e.to_string()),
-                        }
-                    }
+                        },
+                        Err(e) => refusal(&e),
+                    },
                     Ok(a) => {
                         let reason = a
                             .as_ref()
@@ -763,9 +869,13 @@ impl Hub {
             }
             "subscribe" => {
                 let room = room_of(v);
-                match self.join(who, &room, Some(ident)).await {
-                    Ok(()) => json!({"ok": true, "room": room}),
-                    Err(e) => refusal(&e.to_string()),
+                match since_of(v) {
+                    Ok(Some(since)) => self.subscribe_since(who, &room, Some(ident), since).await,
+                    Ok(None) => match self.join(who, &room, Some(ident)).await {
+                        Ok(()) => json!({"ok": true, "room": room}),
+                        Err(e) => refusal(&e.to_string()),
+                    },
+                    Err(e) => refusal(&e),
                 }
             }
             "unsubscribe" => {

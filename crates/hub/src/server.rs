@@ -77,6 +77,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/leave", post(api_leave))
         .route("/api/stats", get(api_stats))
         .route("/api/nodes", get(api_nodes))
+        .route("/api/history", get(api_history))
         .route_layer(axum::middleware::from_fn_with_state(hub.clone(), require_key));
     Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
@@ -256,6 +257,40 @@ async fn api_sockets(State(hub): State<Arc<Hub>>, q: Result<Query<RoomQuery>, Qu
     match hub.list(q.room.as_deref()).await {
         Ok(clients) => json_response(StatusCode::OK, json!({"clients": clients})),
         Err(e) => hub_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    room: String,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A room's history: 200 `{ok, room, events: [{event, data, offset, at_ms}]}`; a `since` the
+/// history no longer reaches is 410 `{ok: false, reason, lost}` (reload instead), a malformed one
+/// 400, no history (recovery off) 404.
+async fn api_history(State(hub): State<Arc<Hub>>, q: Result<Query<HistoryQuery>, QueryRejection>) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return api_error(e.status(), e.body_text()),
+    };
+    if q.room.is_empty() || q.since.as_ref().is_some_and(|s| s.len() > 256) {
+        return api_error(StatusCode::BAD_REQUEST, "`room` is required; `since` is an event's offset");
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    match hub.history(&q.room, q.since.as_deref(), limit).await {
+        Ok(events) => json_response(StatusCode::OK, json!({"ok": true, "room": q.room, "events": events})),
+        Err(g) => {
+            use switchboard_socketio::GapReason;
+            let status = match g.reason {
+                GapReason::BadOffset => StatusCode::BAD_REQUEST,
+                GapReason::NoHistory => StatusCode::NOT_FOUND,
+                _ => StatusCode::GONE,
+            };
+            json_response(status, json!({"ok": false, "reason": g.reason.as_str(), "lost": g.lost}))
+        }
     }
 }
 

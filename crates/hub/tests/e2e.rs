@@ -1559,3 +1559,115 @@ async fn socket_io_recovery_through_the_hub() {
     node_checks("node/hub_recovery.mjs", &args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(60))
         .await;
 }
+
+/// The `tick` events a `/ws` client reads within `d` (or until `stop` of them): (data, offset).
+async fn ticks(ws: &mut Ws, d: Duration, stop: usize, out: &mut Vec<(u64, String)>, other: &mut Vec<Value>) {
+    let end = tokio::time::Instant::now() + d;
+    while out.len() < stop {
+        let Ok(Some(t)) = tokio::time::timeout_at(end, next_text(ws)).await else { return };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["type"] == "event" && v["event"] == "tick" {
+            out.push((v["data"]["data"].as_u64().unwrap(), v["offset"].as_str().unwrap_or("").to_owned()));
+        } else {
+            other.push(v);
+        }
+    }
+}
+
+// `/ws` positions (issue "Recovery"): every logged event carries its offset; a client that
+// comes back subscribes with `since` and gets what it missed, merged with the live events
+// under a ~1 kHz publisher, with no gap and no duplicate; a `since` of another epoch or
+// malformed gets `recovered: false` with the reason; GET /api/history serves the same
+// history, and a history rule's limit turns an old `since` into 410 with the count.
+#[tokio::test]
+async fn ws_subscribe_since_merges_the_replay_with_live_traffic() {
+    let hub = Hub::start(&[], WS_SINCE_CFG).await;
+    ws_since_scenario(&hub).await;
+}
+
+/// The history rule [`ws_since_scenario`] expects.
+const WS_SINCE_CFG: &str = "[[recovery.history]]\nrooms = \"chat:short\"\nmax_events = 5\n";
+
+/// The `/ws` positions scenario against `hub` (started with [`WS_SINCE_CFG`]).
+async fn ws_since_scenario(hub: &Hub) {
+    let mut publisher = ws_client(hub.addr, &token("pub", 600, &[])).await;
+    let total = 1_500u64;
+    let feed = tokio::spawn(async move {
+        for i in 0..total {
+            let m = json!({"type": "publish", "room": "chat:feed", "event": "tick", "data": i, "id": i});
+            publisher.send(Message::text(m.to_string())).await.unwrap();
+            until(&mut publisher, "\"reply\"").await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        publisher
+    });
+    // A first client follows the feed for a while, then goes away.
+    let mut a = ws_client(hub.addr, &token("reader", 600, &[])).await;
+    a.send(Message::text(json!({"type": "subscribe", "room": "chat:feed", "id": 1}).to_string())).await.unwrap();
+    let (mut first, mut other) = (Vec::new(), Vec::new());
+    ticks(&mut a, Duration::from_secs(10), 200, &mut first, &mut other).await;
+    assert_eq!(first.len(), 200, "{other:?}");
+    drop(a);
+    let (last, offset) = first.last().cloned().unwrap();
+    assert!(!offset.is_empty(), "events carry their offset");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It comes back with `since`: the replay, then the live events, merged.
+    let mut b = ws_client(hub.addr, &token("reader", 600, &[])).await;
+    let sub = json!({"type": "subscribe", "room": "chat:feed", "since": {"offset": offset}, "id": 2});
+    b.send(Message::text(sub.to_string())).await.unwrap();
+    let mut second = Vec::new();
+    let mut replies = Vec::new();
+    let _publisher = feed.await.unwrap();
+    ticks(&mut b, Duration::from_secs(5), usize::MAX, &mut second, &mut replies).await;
+    let reply = replies.iter().find(|r| r["type"] == "reply" && r["id"] == 2).expect("the subscribe reply");
+    assert_eq!(reply["recovered"], json!(true), "{reply}");
+    assert!(reply["replayed"].as_u64().unwrap() > 0, "{reply}");
+    let got: Vec<u64> = second.iter().map(|x| x.0).collect();
+    let want: Vec<u64> = (last + 1..total).collect();
+    assert_eq!(got, want, "every event after the offset once, in order");
+    let offsets: std::collections::HashSet<&String> = second.iter().map(|x| &x.1).collect();
+    assert_eq!(offsets.len(), second.len(), "offsets are unique");
+
+    // Another epoch, a malformed offset: not recovered, and why.
+    // ("1-0": from long before this log began, whatever the log.)
+    for (since, reason) in [("1-0", "epoch_changed"), ("garbage", "bad_offset")] {
+        let m = json!({"type": "subscribe", "room": "chat:feed", "since": since, "id": 3});
+        b.send(Message::text(m.to_string())).await.unwrap();
+        let r: Value = serde_json::from_str(&until(&mut b, "\"reply\"").await).unwrap();
+        assert_eq!((&r["ok"], &r["recovered"], &r["reason"]), (&json!(true), &json!(false), &json!(reason)), "{r}");
+    }
+    // A room the rules do not let the client join gets nothing.
+    let m = json!({"type": "subscribe", "room": "secret", "since": offset, "id": 4});
+    b.send(Message::text(m.to_string())).await.unwrap();
+    let r = until(&mut b, "\"reply\"").await;
+    assert!(r.contains("\"ok\":false") && !r.contains("tick"), "{r}");
+
+    // The backend's view.
+    let (s, h) = hub.api("GET", &format!("/api/history?room=chat:feed&since={offset}&limit=1000"), Value::Null).await;
+    assert_eq!(s, 200, "{h}");
+    let data: Vec<u64> = h["events"].as_array().unwrap().iter().map(|e| e["data"]["data"].as_u64().unwrap()).collect();
+    assert_eq!(data, want.iter().copied().take(1000).collect::<Vec<_>>());
+    let (s, h) = hub.api("GET", "/api/history?room=chat:feed&limit=10", Value::Null).await;
+    assert_eq!(s, 200, "{h}");
+    let data: Vec<u64> = h["events"].as_array().unwrap().iter().map(|e| e["data"]["data"].as_u64().unwrap()).collect();
+    assert_eq!(data, (total - 10..total).collect::<Vec<_>>(), "without since: the newest");
+    let (s, h) = hub.api("GET", "/api/history?room=chat:feed&since=garbage", Value::Null).await;
+    assert_eq!((s, &h["reason"]), (400, &json!("bad_offset")), "{h}");
+    // A room whose rule keeps 5 events: 10 behind is a gap of 5.
+    let mut p = ws_client(hub.addr, &token("pub", 600, &[])).await;
+    let mut offsets = Vec::new();
+    let mut r = ws_client(hub.addr, &token("reader", 600, &[])).await;
+    r.send(Message::text(json!({"type": "subscribe", "room": "chat:short", "id": 1}).to_string())).await.unwrap();
+    until(&mut r, "\"reply\"").await;
+    for i in 0..11u64 {
+        let m = json!({"type": "publish", "room": "chat:short", "event": "tick", "data": i, "id": i});
+        p.send(Message::text(m.to_string())).await.unwrap();
+        until(&mut p, "\"reply\"").await;
+    }
+    let mut other = Vec::new();
+    ticks(&mut r, Duration::from_secs(5), 11, &mut offsets, &mut other).await;
+    let (s, h) = hub.api("GET", &format!("/api/history?room=chat:short&since={}", offsets[0].1), Value::Null).await;
+    assert_eq!((s, &h["reason"], &h["lost"]), (410, &json!("trimmed"), &json!(5)), "{h}");
+    let (s, h) = hub.api("GET", &format!("/api/history?room=chat:short&since={}", offsets[5].1), Value::Null).await;
+    assert_eq!((s, h["events"].as_array().map(Vec::len)), (200, Some(5)), "{h}");
+}

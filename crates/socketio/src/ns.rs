@@ -350,6 +350,19 @@ impl Namespace {
         }
     }
 
+    /// Room `room`'s history: the logged events addressed to it (by `to(room)`, not to
+    /// everyone) after offset `since` (`None`: all the log holds), in order, each with its
+    /// offset. A gap when the log no longer reaches back to `since` (or recovery is off:
+    /// [`GapReason::NoHistory`](crate::GapReason::NoHistory)).
+    pub async fn history(&self, room: &str, since: Option<&str>) -> Result<Vec<crate::LoggedEvent>, crate::Gap> {
+        let Some(store) = self.recovery.as_ref() else { return Err(crate::Gap::new(crate::GapReason::NoHistory)) };
+        let events = store.read_log(&self.name, since).await?;
+        Ok(events
+            .into_iter()
+            .filter(|e| e.opts.rooms.iter().any(|r| &**r == room) && !e.opts.except_rooms.iter().any(|r| &**r == room))
+            .collect())
+    }
+
     /// [`session_changed`](Self::session_changed) after a membership change through the
     /// adapter (which knows the rooms).
     pub(crate) async fn rooms_changed(&self, sid: Sid) {

@@ -72,6 +72,8 @@ pub struct LoggedEvent {
     pub offset: String,
     /// Its place in the log: later events have larger keys.
     pub key: u64,
+    /// When it was logged, in milliseconds since the Unix epoch (0: unknown).
+    pub at_ms: u64,
 }
 
 /// A position in a shared log that a client presented: the offset string and its key.
@@ -99,6 +101,10 @@ pub trait RecoveryBackend: Send + Sync + 'static {
         pid: &'a str,
         offset: &'a str,
     ) -> RecoveryFuture<'a, Result<(SessionState, Position), Gap>>;
+    /// Where `offset` stands in namespace `nsp`'s log (`None`: before its first event), if
+    /// the log still holds every event after it: a gap otherwise (trimmed, another epoch,
+    /// malformed or ahead of the log).
+    fn locate<'a>(&'a self, nsp: &'a str, offset: Option<&'a str>) -> RecoveryFuture<'a, Result<Position, Gap>>;
     /// Every event of namespace `nsp`'s log after `from`, in order (at most
     /// [`max_packets`](RecoveryConfig::max_packets) of them; more is a gap).
     fn read_after<'a>(&'a self, nsp: &'a str, from: &'a Position) -> RecoveryFuture<'a, Result<Vec<LoggedEvent>, Gap>>;
@@ -241,6 +247,8 @@ pub enum GapReason {
     TooFarBehind,
     /// The log could not keep some events (the broker was unreachable when they were sent).
     LogFailed,
+    /// There is no history to recover from (recovery is off, or the room keeps none).
+    NoHistory,
 }
 
 impl GapReason {
@@ -254,6 +262,7 @@ impl GapReason {
             GapReason::BadOffset => "bad_offset",
             GapReason::TooFarBehind => "too_far_behind",
             GapReason::LogFailed => "log_failed",
+            GapReason::NoHistory => "no_history",
         }
     }
 }
@@ -282,6 +291,7 @@ pub(crate) struct Persisted {
 struct Entry {
     seq: u64,
     at: Instant,
+    at_ms: u64,
     encoded: Arc<Encoded>,
     opts: BroadcastOptions,
     bytes: usize,
@@ -365,7 +375,14 @@ impl SessionStore {
         let encoded = Arc::new(e);
         let bytes = encoded.byte_len();
         let now = Instant::now();
-        g.log.push_back(Entry { seq, at: now, encoded: encoded.clone(), opts: logged_opts(opts), bytes });
+        g.log.push_back(Entry {
+            seq,
+            at: now,
+            at_ms: unix_ms(),
+            encoded: encoded.clone(),
+            opts: logged_opts(opts),
+            bytes,
+        });
         g.bytes += bytes;
         let max_age = self.config.max_disconnection_duration;
         while let Some(front) = g.log.front() {
@@ -391,6 +408,49 @@ impl SessionStore {
             }
             None => self.take(pid, offset).map(|(p, seq)| (p, Position { offset: offset.to_owned(), key: seq })),
         }
+    }
+
+    /// The logged events after `since` (`None`: all the log holds), from the shared backend
+    /// or from this store, each with its offset and selectors.
+    pub(crate) async fn read_log(&self, nsp: &str, since: Option<&str>) -> Result<Vec<LoggedEvent>, Gap> {
+        if let Some(b) = &self.backend {
+            let pos = b.locate(nsp, since).await?;
+            return b.read_after(nsp, &pos).await;
+        }
+        let g = self.inner.lock();
+        let seq = match since {
+            None => 0,
+            Some(o) => {
+                let (epoch, seq) = o.rsplit_once('-').ok_or(Gap::new(GapReason::BadOffset))?;
+                let seq: u64 = seq.parse().map_err(|_| Gap::new(GapReason::BadOffset))?;
+                if epoch != self.epoch {
+                    return Err(Gap::new(GapReason::EpochChanged));
+                }
+                if seq > g.seq {
+                    return Err(Gap::new(GapReason::BadOffset));
+                }
+                reaches(&g, seq)?;
+                seq
+            }
+        };
+        let events = g
+            .log
+            .iter()
+            .filter(|e| e.seq > seq)
+            .filter_map(|e| {
+                let src = e.encoded.source.as_ref()?;
+                let mut packet = (**src).clone();
+                let offset = match &mut packet.data {
+                    Value::Array(a) => match a.pop() {
+                        Some(Value::String(o)) => o,
+                        _ => return None,
+                    },
+                    _ => return None,
+                };
+                Some(LoggedEvent { packet, opts: e.opts.clone(), offset, key: e.seq, at_ms: e.at_ms })
+            })
+            .collect();
+        Ok(events)
     }
 
     /// The events after `pos` meant for socket `sid` in `rooms`, from the shared backend or
@@ -494,6 +554,13 @@ impl SessionStore {
             g.log.iter().filter(|e| e.seq > seq && selects(&e.opts, sid, rooms)).map(|e| e.encoded.clone()).collect();
         Ok(Missed { events, seen: g.seq })
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Whether an Engine.IO handshake query is python-engineio's (`transport=…&EIO=4…`; the

@@ -214,6 +214,9 @@ impl Encoded {
     }
 }
 
+/// A live event held during a replay, with the room it came through.
+pub(crate) type Held = (Encoded, Option<crate::adapter::Room>);
+
 /// Builds an event packet. The attachments go where the arguments' placeholders say, or,
 /// when there are none, after the JSON arguments (see [`crate::payload`]).
 pub(crate) fn event_packet(
@@ -345,10 +348,13 @@ pub(crate) struct SocketInner {
     pub(crate) replayed_until: std::sync::atomic::AtomicU64,
     /// While the recovery replay is being read (`replayed_until` is `u64::MAX`): the logged
     /// events that arrived live meanwhile, sent after the replay, those it did not hold.
-    pub(crate) replay_buffer: Mutex<Option<Vec<Encoded>>>,
+    pub(crate) replay_buffer: Mutex<Option<Vec<Held>>>,
     /// Its client does not take offsets (connection state recovery is off for it): logged
     /// events go to it without their offset.
     pub(crate) plain: std::sync::atomic::AtomicBool,
+    /// After a room replay ([`Socket::join_since`]): the keys it sent, until a live event past
+    /// the last of them shows that no live copy of them can come any more.
+    pub(crate) room_replayed: Mutex<Option<(u64, std::collections::HashSet<u64>)>>,
     /// Set once its disconnect finished (rooms left, handler run, session kept or forgotten).
     pub(crate) gone: std::sync::atomic::AtomicBool,
 }
@@ -409,6 +415,7 @@ impl Socket {
             replayed_until: std::sync::atomic::AtomicU64::new(0),
             replay_buffer: Mutex::new(None),
             gone: std::sync::atomic::AtomicBool::new(false),
+            room_replayed: Mutex::new(None),
             plain: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -568,13 +575,22 @@ impl Socket {
                         self.close_connection();
                         return Err(EmitError::QueueFull);
                     }
-                    b.push(e.duplicate());
+                    b.push((e.duplicate(), via.cloned()));
                     return Ok(true);
                 }
             }
             // An event that the recovery replay sent already.
             if seq <= self.0.replayed_until.load(Ordering::Acquire) {
                 return Ok(true);
+            }
+            // One that a room replay sent already.
+            let mut rr = self.0.room_replayed.lock();
+            if let Some((seen, keys)) = rr.as_ref() {
+                if seq > *seen {
+                    *rr = None;
+                } else if keys.contains(&seq) {
+                    return Ok(true);
+                }
             }
         }
         let session = match &self.0.transport {
@@ -622,10 +638,71 @@ impl Socket {
         // Under the lock: a live event that comes meanwhile waits, then goes after these.
         let mut buf = self.0.replay_buffer.lock();
         let held = buf.as_mut().map(std::mem::take).unwrap_or_default();
-        for e in held.iter().filter(|e| e.seq.is_some_and(|s| s > seen)) {
-            let _ = self.send_inner(e, false, None, true);
+        for (e, via) in held.iter().filter(|(e, _)| e.seq.is_some_and(|s| s > seen)) {
+            let _ = self.send_inner(e, false, via.as_ref(), true);
         }
         self.0.replayed_until.store(seen, Ordering::Release);
+        *buf = None;
+    }
+
+    /// Joins `room` and sends its history after offset `since` (see
+    /// [`Namespace::history`](crate::Namespace::history)), merged with the live events: each
+    /// event once, in the log's order, the replayed ones before any live one that comes after
+    /// them. `check` may refuse the history (a per-room retention policy, say) with a gap.
+    /// Returns how many were replayed, or the gap (nothing is replayed then, and the socket
+    /// has joined all the same: it gets the live events).
+    pub async fn join_since(
+        &self,
+        room: &str,
+        since: Option<&str>,
+        check: impl FnOnce(&[crate::LoggedEvent]) -> Result<(), crate::Gap> + Send,
+    ) -> Result<Result<usize, crate::Gap>, EmitError> {
+        let ns = self.0.ns.clone();
+        let before = self.0.replayed_until.load(Ordering::Acquire);
+        let via: crate::adapter::Room = Arc::from(room);
+        self.begin_replay();
+        if let Err(e) = self.join(room).await {
+            self.end_room_replay(before, 0, Vec::new(), &via);
+            return Err(e);
+        }
+        match ns.history(room, since).await.and_then(|events| check(&events).map(|()| events)) {
+            Ok(events) => {
+                let n = events.len();
+                let seen = events.last().map_or(0, |e| e.key);
+                let sent = events
+                    .into_iter()
+                    .map(|e| {
+                        let enc = crate::recovery::encode_logged(ns.name(), e.packet, &e.offset, e.key);
+                        Arc::try_unwrap(enc).unwrap_or_else(|a| a.duplicate())
+                    })
+                    .collect();
+                self.end_room_replay(before, seen, sent, &via);
+                Ok(Ok(n))
+            }
+            Err(g) => {
+                self.end_room_replay(before, 0, Vec::new(), &via);
+                Ok(Err(g))
+            }
+        }
+    }
+
+    /// Ends a room replay: sends `replayed` (in order, through `via`), then the live events
+    /// held meanwhile that are not among them; `before`: the recovery cutoff to restore.
+    fn end_room_replay(&self, before: u64, seen: u64, replayed: Vec<Encoded>, via: &crate::adapter::Room) {
+        // Under the lock: a live event that comes meanwhile waits, then goes after these.
+        let mut buf = self.0.replay_buffer.lock();
+        let held = buf.as_mut().map(std::mem::take).unwrap_or_default();
+        let keys: std::collections::HashSet<u64> = replayed.iter().filter_map(|e| e.seq).collect();
+        for e in &replayed {
+            let _ = self.send_inner(e, false, Some(via), true);
+        }
+        for (e, v) in held.iter().filter(|(e, _)| e.seq.is_some_and(|s| !keys.contains(&s))) {
+            let _ = self.send_inner(e, false, v.as_ref(), true);
+        }
+        if !keys.is_empty() {
+            *self.0.room_replayed.lock() = Some((seen, keys));
+        }
+        self.0.replayed_until.store(before, Ordering::Release);
         *buf = None;
     }
 

@@ -760,3 +760,21 @@ async fn recovery_across_nodes(bus: Bus) {
     assert!(m.log.iter().any(|l| l.ends_with(" 0 failed")), "{:?}", m.log);
     assert!(!m.log.iter().any(|l| l.starts_with("FAIL")), "{:?}", m.log);
 }
+
+// `/ws` positions on a hub whose log is in the broker (Redis Streams, JetStream): the replay is
+// read over the network while the live events keep coming, so the merge is exercised.
+per_bus!(ws_since_on_bus: ws_subscribe_since_merges_with_live_traffic_on_redis, ws_subscribe_since_merges_with_live_traffic_on_nats);
+
+async fn ws_since_on_bus(bus: Bus) {
+    if !bus.available() {
+        return;
+    }
+    let prefix = bus.fresh_prefix("wss");
+    let bus_args = bus.args(None, &prefix);
+    let cfg = format!(
+        "{WS_SINCE_CFG}[recovery]\nredis_stream = \"{prefix}-stream\"\nnats_stream = \"SBWS_{}\"\n",
+        rand::random::<u64>()
+    );
+    let hub = Hub::start(&hub_args(&bus_args, &[]), &cfg).await;
+    ws_since_scenario(&hub).await;
+}
