@@ -278,7 +278,7 @@ fn broker(e: Error) -> BusError {
 }
 
 impl RedisLog {
-    /// Connects to Redis at `url` on its own and starts the log (see [`start`](Self::start));
+    /// Connects to Redis at `url` on its own and starts the log (a reader and a writer);
     /// a cluster node gets its log from [`crate::redis::RedisConfig::streams`] instead.
     pub async fn connect(
         url: &str,
