@@ -526,8 +526,23 @@ async fn ensure_streams(client: &async_nats::Client, c: &JetStreamConfig) -> Res
     let mut info = Value::Null;
     for (cfg, is_log) in [(log, true), (sessions, false)] {
         let name = cfg["name"].as_str().unwrap_or("").to_owned();
+        let ours = cfg["subjects"][0].clone();
         let v = match api(client, format!("$JS.API.STREAM.INFO.{name}"), json!({}), c.timeout).await {
-            Ok(v) => v,
+            Ok(v) => {
+                // A stream shared by clusters with other prefixes: add this one's subjects.
+                let subjects = v["config"]["subjects"].as_array().cloned().unwrap_or_default();
+                if subjects.contains(&ours) {
+                    v
+                } else {
+                    let mut conf = v["config"].clone();
+                    let mut all = subjects;
+                    all.push(ours);
+                    conf["subjects"] = Value::Array(all);
+                    api(client, format!("$JS.API.STREAM.UPDATE.{name}"), conf, c.timeout).await.map_err(|e| {
+                        BusError::Connect(format!("cannot add this cluster's subjects to JetStream stream {name}: {e}"))
+                    })?
+                }
+            }
             Err(_) => api(client, format!("$JS.API.STREAM.CREATE.{name}"), cfg, c.timeout)
                 .await
                 .map_err(|e| BusError::Connect(format!("cannot create JetStream stream {name}: {e}")))?,
@@ -592,6 +607,8 @@ async fn ack_loop(log: std::sync::Weak<NatsLog>, mut acks: async_nats::Subscribe
 /// consumer after a reconnection, a gap in the consumer's sequence or silence.
 async fn read_loop(log: std::sync::Weak<NatsLog>, mut last: u64) {
     let mut backoff = Duration::from_millis(100);
+    // The last `Sb-Seq` seen per node.
+    let mut seen: HashMap<String, u64> = HashMap::new();
     loop {
         let Some(l) = log.upgrade() else { return };
         let inbox = l.client.new_inbox();
@@ -605,6 +622,7 @@ async fn read_loop(log: std::sync::Weak<NatsLog>, mut last: u64) {
                 "ack_policy": "none",
                 "replay_policy": "instant",
                 "idle_heartbeat": nanos(Duration::from_secs(1)),
+                "filter_subject": format!("{}.log.*", l.config.subject_prefix),
                 "mem_storage": true,
                 "inactive_threshold": nanos(Duration::from_secs(10)),
             }
@@ -638,9 +656,6 @@ async fn read_loop(log: std::sync::Weak<NatsLog>, mut last: u64) {
                 last = first.saturating_sub(1);
                 continue;
             }
-            if first > last + 1 && last > 0 {
-                let _ = l.incoming.send(Incoming::Lost(first - last - 1)).await;
-            }
         }
         let name = created["name"].as_str().unwrap_or("").to_owned();
         let incoming = l.incoming.clone();
@@ -660,13 +675,22 @@ async fn read_loop(log: std::sync::Weak<NatsLog>, mut last: u64) {
                 break;
             }
             cseq_seen = cseq;
-            // Messages dropped from the stream (its limit) before this reader got to them.
-            if last > 0 && sseq > last + 1 && incoming.send(Incoming::Lost(sseq - last - 1)).await.is_err() {
-                return;
-            }
             last = sseq;
             let h = m.headers.as_ref();
             let get = |k: &str| h.and_then(|h| h.get(k)).map(|v| v.as_str().to_owned()).unwrap_or_default();
+            // Another node's messages numbered past the next one were dropped from the stream
+            // (its limit) before this reader got to them.
+            if let Ok(n) = get(H_SEQ).parse::<u64>() {
+                let uid = get(H_UID);
+                if seen.len() > 4_096 && !seen.contains_key(&uid) {
+                    seen.clear();
+                }
+                if let Some(p) = seen.insert(uid, n).filter(|p| n > p + 1) {
+                    if incoming.send(Incoming::Lost(n - p - 1)).await.is_err() {
+                        return;
+                    }
+                }
+            }
             let inc = Incoming::Logged {
                 nsp: get(H_NSP),
                 uid: get(H_UID),

@@ -354,14 +354,21 @@ impl NatsTransport {
             .map_err(|_| BusError::Connect("timed out connecting to NATS".into()))?
             .map_err(|e| BusError::Connect(e.to_string()))?;
         let log = match &config.jetstream {
-            Some(j) => Some(
-                crate::jetstream::NatsLog::start(
-                    client.clone(),
-                    j.clone().with_subject_prefix(config.subject_prefix.clone()),
-                    incoming.clone(),
-                )
-                .await?,
-            ),
+            Some(j) => {
+                let j = j.clone().with_subject_prefix(config.subject_prefix.clone());
+                match crate::jetstream::NatsLog::start(client.clone(), j, incoming.clone()).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        // A NATS without JetStream: recovery stays per node (a client that comes
+                        // back through another node gets the gap signal), said loudly.
+                        tracing::warn!(
+                            error = %e,
+                            "JetStream is not available on the NATS server: connection state recovery works per node only; run nats-server with -js for recovery across nodes"
+                        );
+                        None
+                    }
+                }
+            }
             None => None,
         };
         Ok(NatsTransport {

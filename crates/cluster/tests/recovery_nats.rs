@@ -36,6 +36,15 @@ async fn node(url: &str, cfg: &JetStreamConfig, uid: &str) -> (Arc<NatsLog>, mps
     (log, rx)
 }
 
+/// Deletes a test's streams from the shared NATS.
+async fn cleanup(url: &str, cfg: &JetStreamConfig) {
+    if let Ok(c) = async_nats::connect(url).await {
+        for name in [cfg.stream.clone(), format!("{}_SESSIONS", cfg.stream)] {
+            let _ = c.request(format!("$JS.API.STREAM.DELETE.{name}"), bytes::Bytes::from_static(b"{}")).await;
+        }
+    }
+}
+
 fn packet(i: u64) -> BroadcastPacket {
     BroadcastPacket { data: json!(["ev", i]), binary: Vec::new() }
 }
@@ -113,6 +122,7 @@ async fn entries_come_back_in_order_and_a_session_moves_between_nodes() {
     settle().await;
     let (got, _) = a.take("/", "pid-1", &ids[9]).await.expect("put back");
     assert!(got.rooms.iter().any(|r| &**r == "after"), "{:?}", got.rooms);
+    cleanup(url, &cfg).await;
 }
 
 #[tokio::test]
@@ -171,6 +181,7 @@ async fn every_failure_has_its_reason_and_hostile_input_gets_nothing() {
     let pos = Position { key: key(&from), offset: from.clone() };
     assert_eq!(b.read_after("/", &pos).await.map(|_| ()).map_err(|g| g.reason), Err(GapReason::TooFarBehind));
     assert_eq!(b.read_after("/other", &pos).await.map(|v| v.len()).map_err(|g| g.reason), Ok(0));
+    cleanup(url, &cfg).await;
 }
 
 #[tokio::test]
@@ -230,4 +241,25 @@ async fn an_outage_owes_a_marker_and_a_lost_stream_changes_the_epoch() {
     let r = b.take("/", "p-new", &before).await.map(|_| ()).map_err(|g| g.reason);
     assert_eq!(r, Err(GapReason::EpochChanged));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn clusters_with_other_prefixes_share_a_stream_without_seeing_each_other() {
+    if !nats_up() {
+        return;
+    }
+    let url = "nats://127.0.0.1:4222";
+    let one = config(10_000);
+    let other = one.clone().with_subject_prefix(format!("sbother{}", rand::random::<u64>()));
+    let (a, mut rx_a) = node(url, &one, "node-a").await;
+    let (b, mut rx_b) = node(url, &other, "node-b").await;
+    a.append("/", packet(1), &BroadcastOptions::default()).unwrap();
+    b.append("/", packet(2), &BroadcastOptions::default()).unwrap();
+    let got_a = entries(&mut rx_a, 1).await;
+    let got_b = entries(&mut rx_b, 1).await;
+    assert!(got_a[0].1.contains(",1]") && got_b[0].1.contains(",2]"), "{got_a:?} {got_b:?}");
+    // Nothing else arrives.
+    let more = tokio::time::timeout(Duration::from_millis(500), rx_a.recv()).await;
+    assert!(!matches!(more, Ok(Some(Incoming::Logged { .. }))), "{more:?}");
+    cleanup(url, &one).await;
 }

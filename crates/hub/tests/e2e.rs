@@ -1560,6 +1560,46 @@ async fn socket_io_recovery_through_the_hub() {
         .await;
 }
 
+// Socket.IO recovery through the hub under faults (issue "Recovery"): a path that goes dead
+// without a FIN (a frozen proxy) while the hub still holds the old connection, a client away
+// longer than the window, a client that missed more than the log keeps.
+#[tokio::test]
+async fn socket_io_recovery_faults_through_the_hub() {
+    if !peer_available("socket.io-client (npm)", "node", &["-e", "require('socket.io-client')"]) {
+        return;
+    }
+    let hub = Hub::start(&[], "").await;
+    let proxy = switchboard_test_support::Proxy::start(hub.addr.port());
+    let tok = token("a", 600, &[]);
+    let mut child = Command::new("node")
+        .arg(interop_dir().join("node/hub_recovery_faults.mjs"))
+        .args(["blackhole", &format!("http://127.0.0.1:{}", proxy.port), &hub.url(), &tok, API_KEY])
+        .current_dir(interop_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    while let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap() {
+        if l == "freeze" {
+            proxy.freeze();
+            stdin.write_all(b"frozen\n").await.unwrap();
+        }
+        log.push(l);
+    }
+    println!("{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.ends_with(" 0 failed")) && !log.iter().any(|l| l.starts_with("FAIL")), "{log:?}");
+
+    let small = Hub::start(&[], "[recovery]\nmax_disconnection_ms = 1500\nmax_events = 5\n").await;
+    for phase in ["expired", "trimmed"] {
+        let args = [phase, &small.url(), &small.url(), &tok, API_KEY];
+        node_checks("node/hub_recovery_faults.mjs", &args, Duration::from_secs(60)).await;
+    }
+}
+
 /// The `tick` events a `/ws` client reads within `d` (or until `stop` of them): (data, offset).
 async fn ticks(ws: &mut Ws, d: Duration, stop: usize, out: &mut Vec<(u64, String)>, other: &mut Vec<Value>) {
     let end = tokio::time::Instant::now() + d;
