@@ -48,17 +48,19 @@ server_cmd() { # impl port
   esac
 }
 
-run_cluster() { # impl
-  local impl=$1 pids=() ports=(7411 7412 7413)
+run_cluster() { # impl [recovery 0|1]
+  local impl=$1 rec=${2:-0} pids=() ports=(7411 7412 7413)
+  local js_dir
+  js_dir=$(mktemp -d)
   if [ "$impl" = switchboard-nats ]; then
-    taskset -c 0 nats-server -a 127.0.0.1 -p $NPORT >/dev/null 2>&1 &
+    taskset -c 0 nats-server -a 127.0.0.1 -p $NPORT -js -sd "$js_dir" >/dev/null 2>&1 &
   else
     taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
   fi
   local rpid=$!
   if [ "$impl" = switchboard-nats ]; then wait_port $NPORT; else wait_port $RPORT; fi
   for p in "${ports[@]}"; do
-    taskset -c 0 $(server_cmd "$impl" "$p") >/dev/null 2>&1 &
+    SB_RECOVERY=$rec taskset -c 0 $(server_cmd "$impl" "$p") >/dev/null 2>&1 &
     pids+=($!)
   done
   for p in "${ports[@]}"; do wait_port "$p"; done
@@ -68,19 +70,23 @@ run_cluster() { # impl
     --addrs "127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}" --control "127.0.0.1:${ports[2]}" \
     --pids "${pids[0]},${pids[1]},${pids[2]},$rpid" --conns "$CONNS" --count "$COUNT" --size "$SIZE" --rounds "$LAT" | tail -1)
   kill "${pids[@]}" "$rpid" 2>/dev/null; wait "${pids[@]}" "$rpid" 2>/dev/null || true
-  echo "$impl $line" | tee -a "$RES"
+  rm -rf "$js_dir"
+  local label=$impl
+  [ "$rec" = 1 ] && label="$impl-rec"
+  echo "$label $line" | tee -a "$RES"
 }
 
-run_idle() { # label [redis|nats]
-  local label=$1 broker=${2:-}
+run_idle() { # label [redis|nats] [recovery 0|1]
+  local label=$1 broker=${2:-} rec=${3:-0}
   local rpid=""
+  export SB_RECOVERY=$rec
   if [ "$broker" = redis ]; then
     taskset -c 0 redis-server --port $RPORT --save '' --appendonly no --bind 127.0.0.1 >/dev/null 2>&1 &
     rpid=$!
     wait_port $RPORT
     taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 "redis://127.0.0.1:$RPORT" bench >/dev/null 2>&1 &
   elif [ "$broker" = nats ]; then
-    taskset -c 0 nats-server -a 127.0.0.1 -p $NPORT >/dev/null 2>&1 &
+    taskset -c 0 nats-server -a 127.0.0.1 -p $NPORT -js -sd "$(mktemp -d)" >/dev/null 2>&1 &
     rpid=$!
     wait_port $NPORT
     taskset -c 0 target/release/examples/sio_switchboard_server 127.0.0.1:7421 "nats://127.0.0.1:$NPORT" bench >/dev/null 2>&1 &
@@ -93,6 +99,7 @@ run_idle() { # label [redis|nats]
   local line
   line=$($LOAD --mode idle --addr 127.0.0.1:7421 --pid "$pid" --conns "$((CONNS / 2))" --settle 3 | tail -1)
   kill "$pid" $rpid 2>/dev/null; wait "$pid" $rpid 2>/dev/null || true
+  unset SB_RECOVERY
   echo "$label $line" | tee -a "$RES"
 }
 
@@ -101,9 +108,21 @@ for round in $(seq 1 "$ROUNDS"); do
   for s in switchboard switchboard-nats socketioxide node; do
     run_cluster "$s"
   done
+  # The cost of recovery across nodes (RECOVERY=0 skips it): the log in Redis Streams /
+  # JetStream against Node with @socket.io/redis-streams-adapter.
+  if [ "${RECOVERY:-1}" = 1 ]; then
+    for s in switchboard switchboard-nats node; do
+      run_cluster "$s" 1
+    done
+  fi
   run_idle memory
   run_idle redis redis
   run_idle nats nats
+  if [ "${RECOVERY:-1}" = 1 ]; then
+    run_idle memory-rec "" 1
+    run_idle redis-rec redis 1
+    run_idle nats-rec nats 1
+  fi
 done
 
 python3 - "$RES" <<'PY'
@@ -128,6 +147,18 @@ for k, label, hi in [("deliveries_per_cpu_s", "deliveries per CPU-second", True)
     nr = n / a if a else 0
     print(f"{label:34} {a:12.2f} {n:11.2f} {b:13.2f} {c:10.2f} {r(b):9.2f}x {r(c):7.2f}x {nr:9.2f}x")
 print("(vs columns: switchboard on Redis against each peer, higher is better for switchboard; NATS/Redis: the raw ratio of each figure)")
+print()
+print("recovery on (the log in the broker) vs off, deliveries per CPU-second and latency:")
+print(f"{'':16} {'off':>12} {'on':>12} {'on/off':>8} {'p50 off':>8} {'p50 on':>8}")
+for n in ("switchboard", "switchboard-nats", "node"):
+    a, b = med(n, "deliveries_per_cpu_s"), med(n + "-rec", "deliveries_per_cpu_s")
+    pa, pb = med(n, "p50_ms"), med(n + "-rec", "p50_ms")
+    print(f"{n:16} {a:12.0f} {b:12.0f} {(b / a if a else 0):7.2f}x {pa:8.1f} {pb:8.1f}")
+sr, nr = med("switchboard-rec", "deliveries_per_cpu_s"), med("node-rec", "deliveries_per_cpu_s")
+print(f"switchboard (Redis Streams) vs Node redis-streams-adapter, both with recovery: {(sr / nr if nr else 0):.2f}x")
+for n in ("memory", "redis", "nats"):
+    a, b = med(n, "bytes_per_socket"), med(n + "-rec", "bytes_per_socket")
+    print(f"idle bytes/socket {n:8} off {a:8.0f}  on {b:8.0f}  ({(b / a - 1) * 100 if a else 0:+.1f}%)")
 m, r, n = med("memory", "bytes_per_socket"), med("redis", "bytes_per_socket"), med("nats", "bytes_per_socket")
 print(f"{'idle bytes/socket, in-memory':34} {m:12.0f}")
 print(f"{'idle bytes/socket, Redis adapter':34} {r:12.0f}   ({(r / m - 1) * 100 if m else 0:+.1f}%)")

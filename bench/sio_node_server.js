@@ -1,6 +1,7 @@
 // The Socket.IO benchmark server on Node socket.io 4.8 (same protocol as
 // crates/bench/examples/sio_switchboard_server.rs). Usage: node sio_node_server.js PORT [REDIS_URL PREFIX]
-// With a Redis URL the server is a node of a cluster (@socket.io/redis-adapter, sharded).
+// With a Redis URL the server is a node of a cluster (@socket.io/redis-adapter, sharded; with
+// SB_RECOVERY=1, @socket.io/redis-streams-adapter with connection state recovery).
 const path = require("path");
 const nm = path.join(__dirname, "../interop/node_modules");
 const { Server } = require(path.join(nm, "socket.io"));
@@ -24,7 +25,15 @@ function handlers(io) {
   let opts = { transports: ["websocket", "polling"] };
   // SB_RECOVERY=1: connection state recovery (the in-memory SessionAwareAdapter).
   if (process.env.SB_RECOVERY === "1") opts.connectionStateRecovery = {};
-  if (redisUrl) {
+  if (redisUrl && process.env.SB_RECOVERY === "1") {
+    // With recovery in a cluster: @socket.io/redis-streams-adapter (the only Redis adapter
+    // with connection state recovery).
+    const { createClient } = require(path.join(nm, "redis"));
+    const { createAdapter } = require(path.join(nm, "@socket.io/redis-streams-adapter"));
+    const client = createClient({ url: redisUrl });
+    await client.connect();
+    opts.adapter = createAdapter(client, { channelPrefix: prefix });
+  } else if (redisUrl) {
     const { createClient } = require(path.join(nm, "redis"));
     const { createShardedAdapter } = require(path.join(nm, "@socket.io/redis-adapter"));
     const pub = createClient({ url: redisUrl });

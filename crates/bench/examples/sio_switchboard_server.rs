@@ -38,17 +38,25 @@ async fn main() -> std::io::Result<()> {
             let _ = ev.ack(&true);
         });
     let mut builder = SocketIo::builder();
-    // SB_RECOVERY=1: connection state recovery on (the in-memory log).
-    if std::env::var("SB_RECOVERY").is_ok_and(|v| v == "1") {
+    // SB_RECOVERY=1: connection state recovery on (the in-memory log; in a cluster, the log in
+    // Redis Streams or JetStream).
+    let recovery = std::env::var("SB_RECOVERY").is_ok_and(|v| v == "1");
+    if recovery {
         builder = builder.connection_state_recovery(switchboard_socketio::RecoveryConfig::default());
     }
     if let Some(url) = redis {
         let node = switchboard_cluster::ClusterConfig::default();
         let cluster = if url.starts_with("nats://") {
-            let cfg = switchboard_cluster::nats::NatsConfig::new(url).with_subject_prefix(prefix);
+            let mut cfg = switchboard_cluster::nats::NatsConfig::new(url).with_subject_prefix(prefix);
+            if recovery {
+                cfg = cfg.with_jetstream(switchboard_cluster::jetstream::JetStreamConfig::default());
+            }
             switchboard_cluster::nats::connect(cfg, node).await
         } else {
-            let cfg = switchboard_cluster::redis::RedisConfig::new(url).with_channel_prefix(prefix);
+            let mut cfg = switchboard_cluster::redis::RedisConfig::new(url).with_channel_prefix(prefix);
+            if recovery {
+                cfg = cfg.with_streams(switchboard_cluster::streams::StreamsConfig::default());
+            }
             switchboard_cluster::redis::connect(cfg, node).await
         }
         .map_err(std::io::Error::other)?;
