@@ -7,18 +7,9 @@
 //    so A recovers; once A leaves on purpose, the pid is a gap (unknown_session).
 // Prints one line per check and "N passed, M failed"; exits 1 if any failed.
 import { io } from "socket.io-client";
+import { check, finish, once, sleep } from "./checks.mjs";
 
 const [url, tokenA, tokenB, apiKey] = process.argv.slice(2);
-let passed = 0, failed = 0;
-function check(name, cond, detail = "") {
-  if (cond) { passed++; console.log(`ok   ${name}`); }
-  else { failed++; console.log(`FAIL ${name} ${detail}`); }
-}
-const once = (s, ev, ms = 8000) => new Promise((res, rej) => {
-  const t = setTimeout(() => rej(new Error(`timeout waiting for ${ev}`)), ms);
-  s.once(ev, (...a) => { clearTimeout(t); res(a); });
-});
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const push = (i) => fetch(`${url}/api/emit`, {
   method: "POST",
   headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
@@ -80,5 +71,4 @@ try {
 } catch (e) {
   check("no error", false, e.stack || String(e));
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

@@ -10,19 +10,10 @@
 // gap event. At the end, a client with B's token presenting A's pid is refused.
 // Prints one line per check and "N passed, M failed"; exits 1 if any failed.
 import { io } from "socket.io-client";
+import { check, finish, once, sleep } from "./checks.mjs";
 import { createInterface } from "node:readline";
 
 const [url, tokenA, tokenB, apiKey] = process.argv.slice(2);
-let passed = 0, failed = 0;
-function check(name, cond, detail = "") {
-  if (cond) { passed++; console.log(`ok   ${name}`); }
-  else { failed++; console.log(`FAIL ${name} ${detail}`); }
-}
-const once = (s, ev, ms = 8000) => new Promise((res, rej) => {
-  const t = setTimeout(() => rej(new Error(`timeout waiting for ${ev}`)), ms);
-  s.once(ev, (...a) => { clearTimeout(t); res(a); });
-});
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const next = async () => (await lines.next()).value ?? "end";
 const push = (node, i) => fetch(`${node}/api/emit`, {
@@ -76,5 +67,4 @@ try {
 } catch (e) {
   check("no error", false, e.stack || String(e));
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

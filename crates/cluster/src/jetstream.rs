@@ -34,7 +34,7 @@ use switchboard_socketio::{
 use tokio::sync::mpsc;
 
 use crate::nats::escape_token;
-use crate::protocol::{decode_stream_entry, encode_stream_data, Message, Selector};
+use crate::protocol::{decode_stream_entry, encode_stream_data, Message};
 use crate::transport::{BusError, Incoming, SharedLog};
 
 const GAP_TYPE: &str = "sb-gap";
@@ -363,8 +363,10 @@ impl NatsLog {
         if !valid_pid(pid) {
             return Err(unknown());
         }
-        let Some((epoch, seq)) = offset.rsplit_once('-') else { return Err(Gap::new(GapReason::BadOffset)) };
-        let Ok(seq) = seq.parse::<u64>() else { return Err(Gap::new(GapReason::BadOffset)) };
+        // A malformed offset costs the client nothing (the session is not taken).
+        if offset.rsplit_once('-').is_none_or(|(_, n)| n.parse::<u64>().is_err()) {
+            return Err(Gap::new(GapReason::BadOffset));
+        }
         let Some((last, record)) = self.last_session(pid).await.map_err(|_| unknown())? else { return Err(unknown()) };
         if record.get("taken").is_some() {
             return Err(unknown());
@@ -387,22 +389,8 @@ impl NatsLog {
             .unwrap_or_default();
         let state =
             SessionState { sid, pid: pid.to_owned(), rooms, data: record.get("data").cloned().unwrap_or(Value::Null) };
-        if epoch != self.epoch.lock().as_str() {
-            return Err(Gap::new(GapReason::EpochChanged));
-        }
-        let info =
-            api(&self.client, format!("$JS.API.STREAM.INFO.{}", self.config.stream), json!({}), self.config.timeout)
-                .await
-                .map_err(|_| Gap::new(GapReason::LogFailed))?;
-        let first = info["state"]["first_seq"].as_u64().unwrap_or(0);
-        let top = info["state"]["last_seq"].as_u64().unwrap_or(0);
-        if seq > top {
-            return Err(Gap::new(GapReason::BadOffset));
-        }
-        if first > seq + 1 {
-            return Err(Gap { reason: GapReason::Trimmed, lost: Some(first - seq - 1) });
-        }
-        Ok((state, Position { offset: offset.to_owned(), key: seq }))
+        let pos = self.locate_inner(Some(offset)).await?;
+        Ok((state, pos))
     }
 
     async fn locate_inner(&self, offset: Option<&str>) -> Result<Position, Gap> {
@@ -775,13 +763,7 @@ async fn tick_loop(log: std::sync::Weak<NatsLog>) {
 
 impl RecoveryBackend for NatsLog {
     fn append(&self, nsp: &str, packet: BroadcastPacket, opts: &BroadcastOptions) -> Result<(), AdapterError> {
-        let msg = Message::Broadcast {
-            packet,
-            sel: Selector { opts: opts.clone(), timeout_ms: None },
-            request_id: None,
-            count_request: None,
-        };
-        self.append_message(nsp, &msg).map_err(|e| AdapterError::Bus(e.to_string()))
+        crate::transport::append_broadcast(self, nsp, packet, opts)
     }
 
     fn take<'a>(

@@ -41,7 +41,7 @@ use switchboard_socketio::{
 };
 use tokio::sync::mpsc;
 
-use crate::protocol::{decode_stream_entry, encode_stream_data, Message, Selector};
+use crate::protocol::{decode_stream_entry, encode_stream_data, Message};
 use crate::transport::{BusError, Incoming, SharedLog};
 
 /// The `type` of a gap marker entry.
@@ -385,7 +385,9 @@ impl RedisLog {
     }
 
     async fn take_inner(&self, pid: &str, offset: &str) -> Result<(SessionState, Position), Gap> {
-        let Some(key) = entry_key(offset) else { return Err(Gap::new(GapReason::BadOffset)) };
+        if entry_key(offset).is_none() {
+            return Err(Gap::new(GapReason::BadOffset));
+        }
         let skey = self.session_key(pid);
         let ms = u64::try_from(self.live_ttl().as_millis()).unwrap_or(u64::MAX);
         let raw: Option<String> = self
@@ -409,11 +411,8 @@ impl RedisLog {
         let Some(raw) = raw else { return Err(Gap::new(GapReason::UnknownSession)) };
         let state = decode_session(&raw, pid).ok_or(Gap::new(GapReason::UnknownSession))?;
         // The offset must still be in the log (it may have been trimmed).
-        let at = self.range(offset, offset, 1).await.map_err(|_| Gap::new(GapReason::UnknownSession))?;
-        if at.is_empty() {
-            return Err(self.missing(key).await.map_err(|_| Gap::new(GapReason::LogFailed))?);
-        }
-        Ok((state, Position { offset: offset.to_owned(), key }))
+        let pos = self.locate_inner(Some(offset)).await?;
+        Ok((state, pos))
     }
 
     /// When this generation of the log began (ms since the Unix epoch): the key
@@ -695,13 +694,7 @@ async fn refresh_loop(log: std::sync::Weak<RedisLog>) {
 
 impl RecoveryBackend for RedisLog {
     fn append(&self, nsp: &str, packet: BroadcastPacket, opts: &BroadcastOptions) -> Result<(), AdapterError> {
-        let msg = Message::Broadcast {
-            packet,
-            sel: Selector { opts: opts.clone(), timeout_ms: None },
-            request_id: None,
-            count_request: None,
-        };
-        self.append_message(nsp, &msg).map_err(|e| AdapterError::Bus(e.to_string()))
+        crate::transport::append_broadcast(self, nsp, packet, opts)
     }
 
     fn take<'a>(

@@ -100,6 +100,23 @@ pub trait SharedLog: switchboard_socketio::RecoveryBackend {
     fn append_message(&self, nsp: &str, msg: &crate::protocol::Message) -> Result<(), BusError>;
 }
 
+/// [`RecoveryBackend::append`](switchboard_socketio::RecoveryBackend::append) for a shared
+/// log: the event as a node-protocol broadcast.
+pub(crate) fn append_broadcast(
+    log: &dyn SharedLog,
+    nsp: &str,
+    packet: switchboard_socketio::BroadcastPacket,
+    opts: &switchboard_socketio::BroadcastOptions,
+) -> Result<(), switchboard_socketio::AdapterError> {
+    let msg = crate::protocol::Message::Broadcast {
+        packet,
+        sel: crate::protocol::Selector { opts: opts.clone(), timeout_ms: None },
+        request_id: None,
+        count_request: None,
+    };
+    log.append_message(nsp, &msg).map_err(|e| switchboard_socketio::AdapterError::Bus(e.to_string()))
+}
+
 /// A broker seen from the node protocol. One transport serves every namespace of a process.
 pub trait Transport: Send + Sync + 'static {
     /// Starts receiving namespace `nsp`'s channels: the main one, node `uid`'s response one,

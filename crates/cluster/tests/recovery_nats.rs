@@ -6,16 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod recovery_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use recovery_support::*;
+use serde_json::json;
 use switchboard_cluster::jetstream::{JetStreamConfig, NatsLog};
 use switchboard_cluster::{Incoming, SharedLog};
 use switchboard_socketio::engineio::Sid;
-use switchboard_socketio::{
-    BroadcastOptions, BroadcastPacket, GapReason, Position, RecoveryBackend, Room, SessionState,
-};
+use switchboard_socketio::{BroadcastOptions, GapReason, Position, RecoveryBackend, SessionState};
 use tokio::sync::mpsc;
 
 fn nats_up() -> bool {
@@ -45,33 +46,6 @@ async fn cleanup(url: &str, cfg: &JetStreamConfig) {
     }
 }
 
-fn packet(i: u64) -> BroadcastPacket {
-    BroadcastPacket { data: json!(["ev", i]), binary: Vec::new() }
-}
-
-/// The next `n` logged entries: (offset, data).
-async fn entries(rx: &mut mpsc::Receiver<Incoming>, n: usize) -> Vec<(Option<String>, String)> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an entry in time") {
-            Some(Incoming::Logged { data, position, .. }) => out.push((position.map(|p| p.0), data)),
-            Some(_) => {}
-            None => panic!("closed"),
-        }
-    }
-    out
-}
-
-fn session(sid: Sid, pid: &str, rooms: &[&str], data: Value) -> SessionState {
-    let mut r: Vec<Room> = vec![Room::from(sid.to_string().as_str())];
-    r.extend(rooms.iter().map(|x| Room::from(*x)));
-    SessionState { sid, pid: pid.to_owned(), rooms: r, data }
-}
-
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(200)).await;
-}
-
 fn key(offset: &str) -> u64 {
     offset.rsplit_once('-').and_then(|(_, s)| s.parse().ok()).unwrap()
 }
@@ -85,43 +59,10 @@ async fn entries_come_back_in_order_and_a_session_moves_between_nodes() {
     let cfg = config(10_000);
     let (a, mut rx_a) = node(url, &cfg, "node-a").await;
     let (b, mut rx_b) = node(url, &cfg, "node-b").await;
-    for i in 0..50 {
-        a.append("/", packet(i), &BroadcastOptions::default()).unwrap();
-    }
-    let seen_a = entries(&mut rx_a, 50).await;
-    let seen_b = entries(&mut rx_b, 50).await;
-    assert_eq!(seen_a, seen_b);
-    let ids: Vec<String> = seen_a.iter().map(|e| e.0.clone().unwrap()).collect();
+    let ids = both_nodes_read_the_same_log(&*a, &mut rx_a, &mut rx_b).await;
     // Contiguous sequences.
     assert!(ids.windows(2).all(|w| key(&w[1]) == key(&w[0]) + 1), "{ids:?}");
-
-    let sid = Sid::generate();
-    a.update("/", &session(sid, "pid-1", &["news"], json!({"user": "u1"})));
-    a.update("/", &session(sid, "pid-1", &["news", "sports"], json!({"user": "u1"})));
-    settle().await;
-    let (got, pos) = b.take("/", "pid-1", &ids[9]).await.expect("taken on another node");
-    assert_eq!(got.sid, sid);
-    assert!(got.rooms.iter().any(|r| &**r == "sports"), "{:?}", got.rooms);
-    assert_eq!(b.take("/", "pid-1", &ids[9]).await.map(|_| ()).map_err(|g| g.reason), Err(GapReason::UnknownSession));
-    let events = b.read_after("/", &pos).await.expect("replay");
-    let nums: Vec<u64> = events.iter().map(|e| e.packet.data[1].as_u64().unwrap()).collect();
-    assert_eq!(nums, (10..50).collect::<Vec<_>>());
-    assert_eq!(events[0].offset, ids[10]);
-
-    // Node B owns it now: node A can neither overwrite nor forget it.
-    b.update("/", &session(sid, "pid-1", &["news", "b-room"], json!({"user": "u1"})));
-    settle().await;
-    a.persist("/", session(sid, "pid-1", &["stale"], json!({"user": "u1"})));
-    a.forget("/", "pid-1");
-    settle().await;
-    let (got, _) = a.take("/", "pid-1", &ids[9]).await.expect("still there");
-    assert!(got.rooms.iter().any(|r| &**r == "b-room"), "{:?}", got.rooms);
-    a.put_back("/", got);
-    settle().await;
-    b.update("/", &session(sid, "pid-1", &["after"], json!({"user": "u1"})));
-    settle().await;
-    let (got, _) = a.take("/", "pid-1", &ids[9]).await.expect("put back");
-    assert!(got.rooms.iter().any(|r| &**r == "after"), "{:?}", got.rooms);
+    a_session_moves_between_nodes(&*a, &*b, &ids).await;
     cleanup(url, &cfg).await;
 }
 
@@ -172,15 +113,7 @@ async fn every_failure_has_its_reason_and_hostile_input_gets_nothing() {
 
     let cfg = config(10_000).with_recovery(Duration::from_secs(60), 5);
     let (b, mut rx) = node(url, &cfg, "node-b").await;
-    b.append("/", packet(0), &BroadcastOptions::default()).unwrap();
-    let from = entries(&mut rx, 1).await[0].0.clone().unwrap();
-    for i in 1..=6 {
-        b.append("/", packet(i), &BroadcastOptions::default()).unwrap();
-    }
-    let _ = entries(&mut rx, 6).await;
-    let pos = Position { key: key(&from), offset: from.clone() };
-    assert_eq!(b.read_after("/", &pos).await.map(|_| ()).map_err(|g| g.reason), Err(GapReason::TooFarBehind));
-    assert_eq!(b.read_after("/other", &pos).await.map(|v| v.len()).map_err(|g| g.reason), Ok(0));
+    replays_are_bounded(&*b, &mut rx).await;
     cleanup(url, &cfg).await;
 }
 

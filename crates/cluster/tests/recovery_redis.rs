@@ -6,16 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod recovery_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use recovery_support::*;
+use serde_json::json;
 use switchboard_cluster::streams::{RedisLog, StreamsConfig};
 use switchboard_cluster::{Incoming, SharedLog};
 use switchboard_socketio::engineio::Sid;
-use switchboard_socketio::{
-    BroadcastOptions, BroadcastPacket, GapReason, Position, RecoveryBackend, Room, SessionState,
-};
+use switchboard_socketio::{BroadcastOptions, GapReason, Position, RecoveryBackend, SessionState};
 use tokio::sync::mpsc;
 
 fn redis_up() -> bool {
@@ -34,33 +35,6 @@ async fn node(url: &str, cfg: &StreamsConfig, uid: &str) -> (Arc<RedisLog>, mpsc
     (log, rx)
 }
 
-fn packet(i: u64) -> BroadcastPacket {
-    BroadcastPacket { data: json!(["ev", i]), binary: Vec::new() }
-}
-
-/// The next `n` logged entries: (offset, key, data).
-async fn entries(rx: &mut mpsc::Receiver<Incoming>, n: usize) -> Vec<(Option<String>, String)> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an entry in time") {
-            Some(Incoming::Logged { data, position, .. }) => out.push((position.map(|p| p.0), data)),
-            Some(_) => {}
-            None => panic!("closed"),
-        }
-    }
-    out
-}
-
-fn session(sid: Sid, pid: &str, rooms: &[&str], data: Value) -> SessionState {
-    let mut r: Vec<Room> = vec![Room::from(sid.to_string().as_str())];
-    r.extend(rooms.iter().map(|x| Room::from(*x)));
-    SessionState { sid, pid: pid.to_owned(), rooms: r, data }
-}
-
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
-}
-
 #[tokio::test]
 async fn entries_come_back_in_order_and_a_session_moves_between_nodes() {
     if !redis_up() {
@@ -70,50 +44,10 @@ async fn entries_come_back_in_order_and_a_session_moves_between_nodes() {
     let cfg = config(10_000);
     let (a, mut rx_a) = node(url, &cfg, "node-a").await;
     let (b, mut rx_b) = node(url, &cfg, "node-b").await;
-    for i in 0..50 {
-        a.append("/", packet(i), &BroadcastOptions::default()).unwrap();
-    }
-    // Both nodes read the same entries, in order, with the same offsets (the stream's IDs).
-    let seen_a = entries(&mut rx_a, 50).await;
-    let seen_b = entries(&mut rx_b, 50).await;
-    assert_eq!(seen_a, seen_b);
-    let ids: Vec<String> = seen_a.iter().map(|e| e.0.clone().unwrap()).collect();
+    let ids = both_nodes_read_the_same_log(&*a, &mut rx_a, &mut rx_b).await;
     let keys: Vec<u64> = ids.iter().map(|i| switchboard_cluster::streams::entry_key(i).unwrap()).collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-
-    // A session kept by node A (connected, then lost) is taken on node B, once.
-    let sid = Sid::generate();
-    a.update("/", &session(sid, "pid-1", &["news"], json!({"user": "u1"})));
-    a.update("/", &session(sid, "pid-1", &["news", "sports"], json!({"user": "u1"})));
-    settle().await;
-    let (got, pos) = b.take("/", "pid-1", &ids[9]).await.expect("taken on another node");
-    assert_eq!(got.sid, sid);
-    assert_eq!(got.data, json!({"user": "u1"}));
-    assert!(got.rooms.iter().any(|r| &**r == "sports"), "the last change was kept: {:?}", got.rooms);
-    assert_eq!(b.take("/", "pid-1", &ids[9]).await.map(|_| ()).map_err(|g| g.reason), Err(GapReason::UnknownSession));
-    // The replay: everything after offset 10, in order.
-    let events = b.read_after("/", &pos).await.expect("replay");
-    let nums: Vec<u64> = events.iter().map(|e| e.packet.data[1].as_u64().unwrap()).collect();
-    assert_eq!(nums, (10..50).collect::<Vec<_>>());
-    assert_eq!(events[0].offset, ids[10]);
-
-    // Node B owns the session now: node A (which still thought it served it) can neither
-    // overwrite nor forget it.
-    b.update("/", &session(sid, "pid-1", &["news", "b-room"], json!({"user": "u1"})));
-    settle().await;
-    a.persist("/", session(sid, "pid-1", &["stale"], json!({"user": "u1"})));
-    a.forget("/", "pid-1");
-    settle().await;
-    let (got, _) = a.take("/", "pid-1", &ids[9]).await.expect("still there");
-    assert!(got.rooms.iter().any(|r| &**r == "b-room"), "B's version survived: {:?}", got.rooms);
-
-    // A refused recovery puts the session back for whoever serves it.
-    a.put_back("/", got.clone());
-    settle().await;
-    b.update("/", &session(sid, "pid-1", &["after"], json!({"user": "u1"})));
-    settle().await;
-    let (got, _) = a.take("/", "pid-1", &ids[9]).await.expect("put back");
-    assert!(got.rooms.iter().any(|r| &**r == "after"), "B's later change was kept: {:?}", got.rooms);
+    a_session_moves_between_nodes(&*a, &*b, &ids).await;
 }
 
 #[tokio::test]
@@ -161,16 +95,7 @@ async fn every_failure_has_its_reason_and_hostile_input_gets_nothing() {
     // Too much to replay.
     let cfg = config(10_000).with_recovery(Duration::from_secs(60), 5);
     let (b, mut rx) = node(url, &cfg, "node-b").await;
-    b.append("/", packet(0), &BroadcastOptions::default()).unwrap();
-    let from = entries(&mut rx, 1).await[0].0.clone().unwrap();
-    for i in 1..=6 {
-        b.append("/", packet(i), &BroadcastOptions::default()).unwrap();
-    }
-    let _ = entries(&mut rx, 6).await;
-    let pos = Position { key: switchboard_cluster::streams::entry_key(&from).unwrap(), offset: from.clone() };
-    assert_eq!(b.read_after("/", &pos).await.map(|_| ()).map_err(|g| g.reason), Err(GapReason::TooFarBehind));
-    // Another namespace's entries are not replayed.
-    assert_eq!(b.read_after("/other", &pos).await.map(|v| v.len()).map_err(|g| g.reason), Ok(0));
+    replays_are_bounded(&*b, &mut rx).await;
 }
 
 #[tokio::test]
