@@ -142,8 +142,18 @@ struct Pending {
 
 /// A session operation, run in order.
 enum SessionOp {
-    Write { pid: String, record: Value, owned: bool },
-    Forget { pid: String },
+    Write {
+        pid: String,
+        record: Value,
+        owned: bool,
+    },
+    Forget {
+        pid: String,
+    },
+    /// Rewrites a connected session's last record as it is (its age starts again).
+    Refresh {
+        pid: String,
+    },
 }
 
 /// The shared log and session store on JetStream (see the module docs).
@@ -159,7 +169,8 @@ pub struct NatsLog {
     ack_inbox: String,
     owed: Mutex<HashMap<String, u64>>,
     sessions: mpsc::Sender<SessionOp>,
-    live: Mutex<HashMap<String, SessionState>>,
+    /// Connected sessions' pids (refreshed while connected).
+    live: Mutex<std::collections::HashSet<String>>,
     incoming: mpsc::Sender<Incoming>,
 }
 
@@ -237,7 +248,7 @@ impl NatsLog {
             ack_inbox: ack_inbox.clone(),
             owed: Mutex::new(HashMap::new()),
             sessions: stx,
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(std::collections::HashSet::new()),
             incoming: incoming.clone(),
             uid: OnceLock::new(),
             client: client.clone(),
@@ -700,9 +711,10 @@ async fn read_loop(log: std::sync::Weak<NatsLog>, mut last: u64) {
 async fn session_loop(log: std::sync::Weak<NatsLog>, mut rx: mpsc::Receiver<SessionOp>) {
     while let Some(op) = rx.recv().await {
         let Some(l) = log.upgrade() else { return };
-        let (pid, record, owned) = match op {
-            SessionOp::Write { pid, record, owned } => (pid, Some(record), owned),
-            SessionOp::Forget { pid } => (pid, None, true),
+        let (pid, record, owned, refresh) = match op {
+            SessionOp::Write { pid, record, owned } => (pid, Some(record), owned, false),
+            SessionOp::Forget { pid } => (pid, None, true, false),
+            SessionOp::Refresh { pid } => (pid, None, true, true),
         };
         // Up to two tries: the compare-and-set fails when someone wrote meanwhile.
         for _ in 0..2 {
@@ -722,6 +734,13 @@ async fn session_loop(log: std::sync::Weak<NatsLog>, mut rx: mpsc::Receiver<Sess
             }
             let r = match &record {
                 Some(r) => l.put_session(&pid, r, last).await,
+                // A connected session's record, written again (not one taken or lost meanwhile).
+                None if refresh => match &current {
+                    Some((_, rec)) if rec.get("taken").is_none() && rec["lost_at_ms"].is_null() => {
+                        l.put_session(&pid, rec, last).await
+                    }
+                    _ => Ok(true),
+                },
                 None if current.is_some() => l.put_session(&pid, &json!({ "taken": true, "owner": "" }), last).await,
                 None => Ok(true),
             };
@@ -741,10 +760,9 @@ async fn tick_loop(log: std::sync::Weak<NatsLog>) {
         since_refresh += Duration::from_millis(200);
         if since_refresh >= (l.config.session_ttl / 4).max(Duration::from_millis(250)) {
             since_refresh = Duration::ZERO;
-            let live: Vec<SessionState> = l.live.lock().values().cloned().collect();
-            for s in live {
-                let record = l.record(&s, false, l.uid());
-                if l.sessions.try_send(SessionOp::Write { pid: s.pid.clone(), record, owned: true }).is_err() {
+            let live: Vec<String> = l.live.lock().iter().cloned().collect();
+            for pid in live {
+                if l.sessions.try_send(SessionOp::Refresh { pid }).is_err() {
                     break;
                 }
             }
@@ -787,7 +805,7 @@ impl RecoveryBackend for NatsLog {
         if !valid_pid(&session.pid) {
             return;
         }
-        self.live.lock().insert(session.pid.clone(), session.clone());
+        self.live.lock().insert(session.pid.clone());
         let record = self.record(session, false, self.uid());
         if self.sessions.try_send(SessionOp::Write { pid: session.pid.clone(), record, owned: true }).is_err() {
             tracing::warn!("recovery session not kept: the session queue is full");

@@ -196,3 +196,18 @@ async fn clusters_with_other_prefixes_share_a_stream_without_seeing_each_other()
     assert!(!matches!(more, Ok(Some(Incoming::Logged { .. }))), "{more:?}");
     cleanup(url, &one).await;
 }
+
+#[tokio::test]
+async fn connected_sessions_outlive_their_time_to_live() {
+    if !nats_up() {
+        return;
+    }
+    let url = "nats://127.0.0.1:4222";
+    let cfg = config(10_000).with_recovery(Duration::from_secs(1), 100);
+    let (a, mut rx) = node(url, &cfg, "node-a").await;
+    let (b, _rx) = node(url, &cfg, "node-b").await;
+    a.append("/", packet(0), &BroadcastOptions::default()).unwrap();
+    let offset = entries(&mut rx, 1).await[0].0.clone().unwrap();
+    connected_sessions_are_refreshed(&*a, &*b, &offset).await;
+    cleanup(url, &cfg).await;
+}

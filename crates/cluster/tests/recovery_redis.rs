@@ -139,3 +139,17 @@ async fn events_the_log_could_not_keep_make_a_replay_across_them_fail() {
     let g = marker.expect("a gap marker was logged once Redis was back");
     assert!(g.lost.is_some_and(|n| n >= failed), "{g:?}");
 }
+
+#[tokio::test]
+async fn connected_sessions_outlive_their_time_to_live() {
+    if !redis_up() {
+        return;
+    }
+    let url = "redis://127.0.0.1:6379";
+    let cfg = config(10_000).with_recovery(Duration::from_secs(1), 100);
+    let (a, mut rx) = node(url, &cfg, "node-a").await;
+    let (b, _rx) = node(url, &cfg, "node-b").await;
+    a.append("/", packet(0), &BroadcastOptions::default()).unwrap();
+    let offset = entries(&mut rx, 1).await[0].0.clone().unwrap();
+    connected_sessions_are_refreshed(&*a, &*b, &offset).await;
+}

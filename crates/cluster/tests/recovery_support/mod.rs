@@ -102,3 +102,16 @@ pub(crate) async fn replays_are_bounded<L: SharedLog>(b: &L, rx: &mut mpsc::Rece
     assert_eq!(b.read_after("/", &pos).await.map(|_| ()).map_err(|g| g.reason), Err(GapReason::TooFarBehind));
     assert_eq!(b.read_after("/other", &pos).await.map(|v| v.len()).map_err(|g| g.reason), Ok(0));
 }
+
+/// On a log whose sessions live 1 s: a connected session is refreshed and outlives it; a lost
+/// one does not.
+pub(crate) async fn connected_sessions_are_refreshed<L: SharedLog>(a: &L, b: &L, offset: &str) {
+    let sid = Sid::generate();
+    a.update("/", &session(sid, "p-live", &[], json!({"user": "u"})));
+    a.persist("/", session(Sid::generate(), "p-lost", &[], json!({"user": "u"})));
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let live = b.take("/", "p-live", offset).await.map(|(s, _)| s.sid).map_err(|g| g.reason);
+    assert_eq!(live, Ok(sid), "a connected session outlives its time to live");
+    let lost = b.take("/", "p-lost", offset).await.map(|_| ()).map_err(|g| g.reason);
+    assert!(matches!(lost, Err(GapReason::UnknownSession | GapReason::Expired)), "{lost:?}");
+}
