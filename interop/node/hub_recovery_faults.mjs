@@ -4,6 +4,8 @@
 //               dead without a FIN; the test answers "frozen"); the client notices first and
 //               reconnects while the hub still holds the old connection: recovered, every push
 //               once, in order.
+//   cut       - as blackhole, but the proxy closes every connection (a FIN from the server's
+//               side, as when a proxy or load balancer restarts) when this prints "cut".
 //   expired   - the client stays away longer than the hub's max_disconnection_ms:
 //               recovered === false and the gap event {reason: "expired"}.
 //   trimmed   - more is pushed while it is away than the hub's log keeps: recovered === false
@@ -43,6 +45,9 @@ try {
     await lines.next();
     // The client learns the path is dead first (as a phone that switched networks does).
     s.io.engine.close();
+  } else if (phase === "cut") {
+    console.log("cut");
+    await lines.next();
   } else {
     s.io.engine.close();
   }
@@ -52,7 +57,7 @@ try {
   }
   await reconnected;
   await sleep(800);
-  if (phase === "blackhole") {
+  if (phase === "blackhole" || phase === "cut") {
     check("recovered === true", s.recovered === true, String(s.recovered));
     check("same id", s.id === firstId, `${firstId} → ${s.id}`);
     check("every push once, in order", JSON.stringify(got) === JSON.stringify([...Array(N + 1).keys()]), JSON.stringify(got));

@@ -1561,7 +1561,8 @@ async fn socket_io_recovery_through_the_hub() {
 }
 
 // Socket.IO recovery through the hub under faults (issue "Recovery"): a path that goes dead
-// without a FIN (a frozen proxy) while the hub still holds the old connection, a client away
+// without a FIN (a frozen proxy) while the hub still holds the old connection, connections
+// closed from the server's side (the proxy cuts them) mid-stream, a client away
 // longer than the window, a client that missed more than the log keeps.
 #[tokio::test]
 async fn socket_io_recovery_faults_through_the_hub() {
@@ -1571,27 +1572,40 @@ async fn socket_io_recovery_faults_through_the_hub() {
     let hub = Hub::start(&[], "").await;
     let proxy = switchboard_test_support::Proxy::start(hub.addr.port());
     let tok = token("a", 600, &[]);
-    let mut child = Command::new("node")
-        .arg(interop_dir().join("node/hub_recovery_faults.mjs"))
-        .args(["blackhole", &format!("http://127.0.0.1:{}", proxy.port), &hub.url(), &tok, API_KEY])
-        .current_dir(interop_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut log = Vec::new();
-    while let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap() {
-        if l == "freeze" {
-            proxy.freeze();
-            stdin.write_all(b"frozen\n").await.unwrap();
+    for phase in ["blackhole", "cut"] {
+        let mut child = Command::new("node")
+            .arg(interop_dir().join("node/hub_recovery_faults.mjs"))
+            .args([phase, &format!("http://127.0.0.1:{}", proxy.port), &hub.url(), &tok, API_KEY])
+            .current_dir(interop_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut log = Vec::new();
+        while let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap() {
+            match l.as_str() {
+                "freeze" => proxy.freeze(),
+                "cut" => {
+                    // Every connection closed (a FIN from the server's side), then open again.
+                    proxy.cut();
+                    proxy.open();
+                }
+                _ => {}
+            }
+            if l == "freeze" || l == "cut" {
+                stdin.write_all(b"done\n").await.unwrap();
+            }
+            log.push(l);
         }
-        log.push(l);
+        println!("{}", log.join("\n"));
+        assert!(
+            log.iter().any(|l| l.ends_with(" 0 failed")) && !log.iter().any(|l| l.starts_with("FAIL")),
+            "{phase}: {log:?}"
+        );
     }
-    println!("{}", log.join("\n"));
-    assert!(log.iter().any(|l| l.ends_with(" 0 failed")) && !log.iter().any(|l| l.starts_with("FAIL")), "{log:?}");
 
     let small = Hub::start(&[], "[recovery]\nmax_disconnection_ms = 1500\nmax_events = 5\n").await;
     for phase in ["expired", "trimmed"] {
