@@ -355,6 +355,8 @@ pub(crate) struct SocketInner {
     /// After a room replay ([`Socket::join_since`]): the keys it sent, until a live event past
     /// the last of them shows that no live copy of them can come any more.
     pub(crate) room_replayed: Mutex<Option<(u64, std::collections::HashSet<u64>)>>,
+    /// Whether `room_replayed` holds a set (so that deliveries skip its lock otherwise).
+    pub(crate) room_replay_set: std::sync::atomic::AtomicBool,
     /// Set once its disconnect finished (rooms left, handler run, session kept or forgotten).
     pub(crate) gone: std::sync::atomic::AtomicBool,
 }
@@ -416,6 +418,7 @@ impl Socket {
             replay_buffer: Mutex::new(None),
             gone: std::sync::atomic::AtomicBool::new(false),
             room_replayed: Mutex::new(None),
+            room_replay_set: std::sync::atomic::AtomicBool::new(false),
             plain: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -583,13 +586,16 @@ impl Socket {
             if seq <= self.0.replayed_until.load(Ordering::Acquire) {
                 return Ok(true);
             }
-            // One that a room replay sent already.
-            let mut rr = self.0.room_replayed.lock();
-            if let Some((seen, keys)) = rr.as_ref() {
-                if seq > *seen {
-                    *rr = None;
-                } else if keys.contains(&seq) {
-                    return Ok(true);
+            // One that a room replay sent already (the lock only while such a set is kept).
+            if self.0.room_replay_set.load(Ordering::Acquire) {
+                let mut rr = self.0.room_replayed.lock();
+                if let Some((seen, keys)) = rr.as_ref() {
+                    if seq > *seen {
+                        *rr = None;
+                        self.0.room_replay_set.store(false, Ordering::Release);
+                    } else if keys.contains(&seq) {
+                        return Ok(true);
+                    }
                 }
             }
         }
@@ -701,6 +707,7 @@ impl Socket {
         }
         if !keys.is_empty() {
             *self.0.room_replayed.lock() = Some((seen, keys));
+            self.0.room_replay_set.store(true, Ordering::Release);
         }
         self.0.replayed_until.store(before, Ordering::Release);
         *buf = None;
