@@ -709,44 +709,67 @@ async fn read_loop(log: std::sync::Weak<NatsLog>, mut last: u64) {
 }
 
 async fn session_loop(log: std::sync::Weak<NatsLog>, mut rx: mpsc::Receiver<SessionOp>) {
-    while let Some(op) = rx.recv().await {
+    let mut batch = Vec::new();
+    // A batch at a time: each pid's operations in order, different pids at once (a burst of
+    // connections does not queue up behind one round trip per session).
+    while rx.recv_many(&mut batch, 256).await > 0 {
         let Some(l) = log.upgrade() else { return };
-        let (pid, record, owned, refresh) = match op {
-            SessionOp::Write { pid, record, owned } => (pid, Some(record), owned, false),
-            SessionOp::Forget { pid } => (pid, None, true, false),
-            SessionOp::Refresh { pid } => (pid, None, true, true),
+        let mut by_pid: HashMap<String, Vec<SessionOp>> = HashMap::new();
+        for op in batch.drain(..) {
+            let pid = match &op {
+                SessionOp::Write { pid, .. } | SessionOp::Forget { pid } | SessionOp::Refresh { pid } => pid.clone(),
+            };
+            by_pid.entry(pid).or_default().push(op);
+        }
+        let runs = by_pid.into_values().map(|ops| {
+            let l = l.clone();
+            async move {
+                for op in ops {
+                    session_op(&l, op).await;
+                }
+            }
+        });
+        futures_util::future::join_all(runs).await;
+    }
+}
+
+/// One session operation: compare-and-set against the subject's last record.
+async fn session_op(l: &NatsLog, op: SessionOp) {
+    let (pid, record, owned, refresh) = match op {
+        SessionOp::Write { pid, record, owned } => (pid, Some(record), owned, false),
+        SessionOp::Forget { pid } => (pid, None, true, false),
+        SessionOp::Refresh { pid } => (pid, None, true, true),
+    };
+    // Up to two tries: the compare-and-set fails when someone wrote meanwhile.
+    for _ in 0..2 {
+        let current = match l.last_session(&pid).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "recovery session not kept: JetStream did not answer");
+                return;
+            }
         };
-        // Up to two tries: the compare-and-set fails when someone wrote meanwhile.
-        for _ in 0..2 {
-            let current = match l.last_session(&pid).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "recovery session not kept: JetStream did not answer");
-                    break;
-                }
-            };
-            let last = current.as_ref().map_or(0, |c| c.0);
-            if owned {
-                let owner = current.as_ref().and_then(|c| c.1["owner"].as_str()).unwrap_or("");
-                if !owner.is_empty() && owner != l.uid() {
-                    break;
-                }
+        let last = current.as_ref().map_or(0, |c| c.0);
+        if owned {
+            let owner = current.as_ref().and_then(|c| c.1["owner"].as_str()).unwrap_or("");
+            if !owner.is_empty() && owner != l.uid() {
+                return;
             }
-            let r = match &record {
-                Some(r) => l.put_session(&pid, r, last).await,
-                // A connected session's record, written again (not one taken or lost meanwhile).
-                None if refresh => match &current {
-                    Some((_, rec)) if rec.get("taken").is_none() && rec["lost_at_ms"].is_null() => {
-                        l.put_session(&pid, rec, last).await
-                    }
-                    _ => Ok(true),
-                },
-                None if current.is_some() => l.put_session(&pid, &json!({ "taken": true, "owner": "" }), last).await,
-                None => Ok(true),
-            };
-            if matches!(r, Ok(true)) {
-                break;
-            }
+        }
+        let r = match &record {
+            Some(r) => l.put_session(&pid, r, last).await,
+            // A connected session's record, written again (not one taken or lost meanwhile).
+            None if refresh => match &current {
+                Some((_, rec)) if rec.get("taken").is_none() && rec["lost_at_ms"].is_null() => {
+                    l.put_session(&pid, rec, last).await
+                }
+                _ => Ok(true),
+            },
+            None if current.is_some() => l.put_session(&pid, &json!({ "taken": true, "owner": "" }), last).await,
+            None => Ok(true),
+        };
+        if matches!(r, Ok(true)) {
+            return;
         }
     }
 }
