@@ -276,8 +276,11 @@ async fn api_history(State(hub): State<Arc<Hub>>, q: Result<Query<HistoryQuery>,
         Ok(q) => q,
         Err(e) => return api_error(e.status(), e.body_text()),
     };
-    if q.room.is_empty() || q.since.as_ref().is_some_and(|s| s.len() > 256) {
-        return api_error(StatusCode::BAD_REQUEST, "`room` is required; `since` is an event's offset");
+    if let Err(e) = hub.policy.check_name(&q.room) {
+        return api_error(StatusCode::BAD_REQUEST, e);
+    }
+    if q.since.as_ref().is_some_and(|s| s.len() > 256) {
+        return api_error(StatusCode::BAD_REQUEST, "`since` is an event's offset (at most 256 bytes)");
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     match hub.history(&q.room, q.since.as_deref(), limit).await {

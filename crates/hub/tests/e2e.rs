@@ -1707,6 +1707,11 @@ async fn ws_since_scenario(hub: &Hub) {
     assert_eq!(data, (total - 10..total).collect::<Vec<_>>(), "without since: the newest");
     let (s, h) = hub.api("GET", "/api/history?room=chat:feed&since=garbage", Value::Null).await;
     assert_eq!((s, &h["reason"]), (400, &json!("bad_offset")), "{h}");
+    let long = "r".repeat(10_000);
+    for q in ["room=", &format!("room={long}")] {
+        let (s, h) = hub.api("GET", &format!("/api/history?{q}"), Value::Null).await;
+        assert_eq!(s, 400, "{h}");
+    }
     // A room whose rule keeps 5 events: 10 behind is a gap of 5.
     let mut p = ws_client(hub.addr, &token("pub", 600, &[])).await;
     let mut offsets = Vec::new();

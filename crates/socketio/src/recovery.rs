@@ -468,7 +468,7 @@ impl SessionStore {
         let events = events
             .into_iter()
             .filter(|e| selects(&e.opts, sid, rooms))
-            .map(|e| encode_logged(nsp, e.packet, &e.offset, e.key))
+            .map(|e| Arc::new(encode_logged(nsp, e.packet, &e.offset, e.key)))
             .collect();
         Ok(Missed { events, seen })
     }
@@ -570,13 +570,13 @@ pub(crate) fn is_python_engineio(query: &str) -> bool {
 }
 
 /// Encodes an event of a shared log: `offset` appended as its last argument, `key` its place.
-pub(crate) fn encode_logged(nsp: &str, mut packet: BroadcastPacket, offset: &str, key: u64) -> Arc<Encoded> {
+pub(crate) fn encode_logged(nsp: &str, mut packet: BroadcastPacket, offset: &str, key: u64) -> Encoded {
     if let Value::Array(a) = &mut packet.data {
         a.push(Value::String(offset.to_owned()));
     }
     let mut e = packet.into_encoded(nsp, None);
     e.seq = Some(key);
-    Arc::new(e)
+    e
 }
 
 /// Whether the log holds every event after `seq` (its first entry is `seq + 1` or earlier).

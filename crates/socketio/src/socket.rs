@@ -677,10 +677,7 @@ impl Socket {
                 let seen = events.last().map_or(0, |e| e.key);
                 let sent = events
                     .into_iter()
-                    .map(|e| {
-                        let enc = crate::recovery::encode_logged(ns.name(), e.packet, &e.offset, e.key);
-                        Arc::try_unwrap(enc).unwrap_or_else(|a| a.duplicate())
-                    })
+                    .map(|e| crate::recovery::encode_logged(ns.name(), e.packet, &e.offset, e.key))
                     .collect();
                 self.end_room_replay(before, seen, sent, &via);
                 Ok(Ok(n))
